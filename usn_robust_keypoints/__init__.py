@@ -1,0 +1,11 @@
+"""usn_robust_keypoints: keypoint detection with certified brightness/contrast robustness.
+
+Public API: :func:`load_model`, :class:`PerturbationBox`, :func:`certify` and the result types.
+The core library imports no ROS module; ROS lives in ``usn_robust_keypoints.nodes``.
+"""
+
+from .model import KeypointModel, Prediction, load_model
+from .perturbation import PerturbationBox, apply_perturbation
+
+__all__ = ["KeypointModel", "PerturbationBox", "Prediction", "apply_perturbation", "load_model"]
+__version__ = "0.1.0"

@@ -1,0 +1,72 @@
+"""Typed certification results (converted to JSON here and to ROS messages in ``nodes``)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+
+
+class Status(str, Enum):
+    """Outcome for one keypoint. ``CERTIFIED`` is only ever reported with a proof."""
+
+    CERTIFIED = "certified"
+    NOT_CERTIFIED = "not_certified"  # the bounds could not prove it (or a counter-example exists)
+    UNKNOWN = "unknown"  # the time budget ran out before a decision
+
+
+@dataclass
+class KeypointCertificate:
+    """Certificate of one keypoint for one frame.
+
+    Distances are in pixels of the frame the caller passed. ``certified_radius`` (r*) is the
+    smallest radius proven at the configured box (``math.inf`` when none was proven);
+    ``beta_star`` is the largest brightness-only margin proven at ``radius`` (contrast fixed to 1)
+    and ``alpha_star`` the largest contrast-only margin (brightness 0); 0.0 when none was proven
+    and ``nan`` when not computed (budget).
+    """
+
+    index: int
+    name: str
+    x: float
+    y: float
+    score: float
+    status: Status
+    radius: float
+    certified_radius: float = math.inf
+    beta_star: float = math.nan
+    alpha_star: float = math.nan
+    time_ms: float = 0.0
+
+    @property
+    def certified(self) -> bool:
+        return self.status is Status.CERTIFIED
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["status"] = self.status.value
+        d["certified"] = self.certified
+        return d
+
+
+@dataclass
+class FrameCertificate:
+    """All keypoint certificates of one frame, with the specification they were proven for."""
+
+    alpha: float
+    beta: float
+    radius: float
+    backend: str
+    keypoints: list[KeypointCertificate] = field(default_factory=list)
+    time_ms: float = 0.0
+    frame_width: int = 0
+    frame_height: int = 0
+
+    @property
+    def certified_rate(self) -> float:
+        return sum(k.certified for k in self.keypoints) / max(len(self.keypoints), 1)
+
+    def to_dict(self) -> dict:
+        d = {k: v for k, v in asdict(self).items() if k != "keypoints"}
+        d["keypoints"] = [k.to_dict() for k in self.keypoints]
+        return d

@@ -1,0 +1,135 @@
+"""Heatmap keypoint detector family built only from bound-friendly layers.
+
+The network is a plain ``nn.Sequential`` of Conv2d / BatchNorm2d / ReLU blocks, an optional
+nearest-neighbour ``Upsample`` (output stride 2) and a final 1x1 ``Conv2d`` that produces one
+heatmap per keypoint. No softmax or sigmoid inside: the argmax is taken outside the network, so a
+linear bound propagator sees only Conv, BN (foldable into Conv), ReLU and Upsample.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class DetectorConfig:
+    """Architecture and input geometry of a :class:`HeatmapDetector`.
+
+    ``input_width`` x ``input_height`` is the network input (gray, values in [0, 1]);
+    ``output_stride`` (2 or 4) is input pixels per heatmap cell.
+    """
+
+    num_keypoints: int = 4
+    keypoint_names: list[str] = field(default_factory=list)
+    input_width: int = 160
+    input_height: int = 120
+    output_stride: int = 2
+    stem_width: int = 16
+    width: int = 32
+    depth: int = 3
+    head_width: int = 16
+    target: str = "chessboard_9x6"
+    # Channel counts of every conv layer after pruning (None = derived from the widths above).
+    channels: list[int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.output_stride not in (2, 4):
+            raise ValueError(f"output_stride must be 2 or 4, got {self.output_stride}")
+        if self.input_width % 4 or self.input_height % 4:
+            raise ValueError("input_width and input_height must be multiples of 4")
+        if self.num_keypoints < 1 or self.depth < 0:
+            raise ValueError("num_keypoints must be >= 1 and depth >= 0")
+        if self.keypoint_names and len(self.keypoint_names) != self.num_keypoints:
+            raise ValueError("keypoint_names must have num_keypoints entries")
+
+    def conv_channels(self) -> list[int]:
+        """Output channels of every hidden conv layer, in order (the head excluded)."""
+        if self.channels is not None:
+            return list(self.channels)
+        chans = [self.stem_width, self.width] + [self.width] * self.depth
+        if self.output_stride == 2:
+            chans.append(self.head_width)
+        return chans
+
+    @property
+    def heatmap_size(self) -> tuple[int, int]:
+        """(height, width) of the output heatmaps."""
+        return self.input_height // self.output_stride, self.input_width // self.output_stride
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DetectorConfig":
+        known = set(cls.__dataclass_fields__)
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown detector config keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+def _block(cin: int, cout: int, stride: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+class HeatmapDetector(nn.Module):
+    """Conv-BN-ReLU encoder at stride 4, optional x2 nearest upsampling, 1x1 heatmap head.
+
+    ``forward(x)`` maps a (N, 1, H, W) tensor in [0, 1] to (N, K, H/s, W/s) heatmaps.
+    """
+
+    def __init__(self, config: DetectorConfig) -> None:
+        super().__init__()
+        self.config = config
+        chans = config.conv_channels()
+        expected = 2 + config.depth + (1 if config.output_stride == 2 else 0)
+        if len(chans) != expected:
+            raise ValueError(f"config.channels has {len(chans)} entries, expected {expected}")
+        layers: list[nn.Module] = []
+        cin = 1
+        for i, cout in enumerate(chans[: 2 + config.depth]):
+            layers += _block(cin, cout, 2 if i < 2 else 1)
+            cin = cout
+        if config.output_stride == 2:
+            layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
+            layers += _block(cin, chans[-1], 1)
+            cin = chans[-1]
+        layers.append(nn.Conv2d(cin, config.num_keypoints, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def sync_config(self) -> None:
+        """Record the current conv widths in ``config.channels`` (after channel pruning)."""
+        convs = [m for m in self.net if isinstance(m, nn.Conv2d)]
+        self.config.channels = [c.out_channels for c in convs[:-1]]
+
+
+def fold_batchnorm(model: nn.Sequential) -> nn.Sequential:
+    """Return an eval-mode copy of ``model`` with every BatchNorm2d folded into the Conv2d before it."""
+    out: list[nn.Module] = []
+    mods = list(model)
+    i = 0
+    while i < len(mods):
+        m = mods[i]
+        if isinstance(m, nn.Conv2d) and i + 1 < len(mods) and isinstance(mods[i + 1], nn.BatchNorm2d):
+            bn = mods[i + 1]
+            scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+            conv = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
+                             m.dilation, m.groups, bias=True)
+            conv.weight.data = m.weight.detach() * scale.view(-1, 1, 1, 1)
+            bias = m.bias.detach() if m.bias is not None else torch.zeros_like(bn.running_mean)
+            conv.bias.data = (bias - bn.running_mean) * scale + bn.bias.detach()
+            out.append(conv)
+            i += 2
+        else:
+            if isinstance(m, nn.BatchNorm2d):
+                raise ValueError("BatchNorm2d not preceded by Conv2d cannot be folded")
+            out.append(copy.deepcopy(m))
+            i += 1
+    return nn.Sequential(*out).eval()
