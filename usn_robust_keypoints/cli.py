@@ -10,8 +10,126 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="usn-keypoints", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     # Each subcommand: sub.add_parser(...) then p.set_defaults(func=<handler(args) -> int>).
+    p = sub.add_parser("train", help="train a detector on synthetic scenes (or a COCO-keypoints file)")
+    p.add_argument("--out", required=True, help="output checkpoint (.safetensors)")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--train-images", type=int, default=16000, help="synthetic training scenes")
+    p.add_argument("--coco", help="train on this COCO-keypoints JSON instead of synthetic scenes")
+    p.add_argument("--init", help="start from this checkpoint (fine-tuning); its architecture is kept")
+    p.add_argument("--input-size", default="160x120", help="WIDTHxHEIGHT of the network input")
+    p.add_argument("--stride", type=int, default=2, choices=(2, 4))
+    p.add_argument("--stem-width", type=int, default=16)
+    p.add_argument("--width", type=int, default=32)
+    p.add_argument("--depth", type=int, default=3)
+    p.add_argument("--head-width", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto|cpu|cuda")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="PCK@r and mean pixel error of a model")
+    p.add_argument("--model", help="checkpoint (default: the shipped default model)")
+    p.add_argument("--set", default="real-left", choices=("real-left", "real-right", "synthetic-test"),
+                   help="evaluation set (real-right is reserved for independent checks)")
+    p.add_argument("--coco", help="evaluate on this COCO-keypoints JSON instead of --set")
+    p.add_argument("--radius", type=float, nargs="+", default=[3.0], help="PCK radii in model-input pixels")
+    p.add_argument("--json", help="write the metrics as JSON here")
+    p.add_argument("--device", default="auto", help="auto|cpu|cuda")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("build-realset", help="label the opencv-doc chessboard photos as COCO-keypoints JSON")
+    p.add_argument("--side", default="left", choices=("left", "right"))
+    p.set_defaults(func=lambda a: print(_real_set(a.side)))
+
     # --- subcommands (one block each; add new blocks above this line) ---
     return parser
+
+
+def _real_set(side: str):
+    from .data import build_real_set
+
+    return build_real_set(side)
+
+
+def load_eval_set(name: str | None, coco: str | None) -> tuple[list, "np.ndarray", list[list[int]]]:
+    """Frames, keypoints (N, K, 2) in frame pixels and symmetries of an evaluation set."""
+    import numpy as np
+
+    from .data import CHESSBOARD_9X6, generate_split, load_coco
+
+    if coco is None and name == "synthetic-test":
+        images, kps = generate_split("test", 500)
+        return list(images), kps, CHESSBOARD_9X6.symmetries
+    if coco is None:
+        if name == "real-right":
+            print("note: right* photos are reserved for independent checks; never tune on them", file=sys.stderr)
+        coco = _real_set(name.split("-")[1])
+    records, _, symmetries = load_coco(coco)
+    return [r.load() for r in records], np.stack([r.keypoints for r in records]), symmetries
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .data import CHESSBOARD_9X6, generate_split, load_coco
+    from .evaluate import evaluate_model
+    from .model import DetectorConfig, HeatmapDetector, KeypointModel, load_detector, save_checkpoint
+    from .train import to_training_arrays, train_detector
+
+    import numpy as np
+    import torch
+
+    torch.manual_seed(args.seed)
+    if args.init:
+        model, _ = load_detector(args.init)
+        cfg = model.config
+    else:
+        w, h = (int(v) for v in args.input_size.lower().split("x"))
+        names = CHESSBOARD_9X6.keypoint_names
+        if args.coco:
+            names = load_coco(args.coco)[1]
+        cfg = DetectorConfig(num_keypoints=len(names), keypoint_names=names, input_width=w, input_height=h,
+                             output_stride=args.stride, stem_width=args.stem_width, width=args.width,
+                             depth=args.depth, head_width=args.head_width)
+        model = HeatmapDetector(cfg)
+    if args.coco:
+        records, _, _ = load_coco(args.coco)
+        images, kps = to_training_arrays([r.load() for r in records], np.stack([r.keypoints for r in records]), cfg)
+    else:
+        from .data import SceneConfig
+
+        images, kps = generate_split("train", args.train_images, SceneConfig(cfg.input_width, cfg.input_height))
+    losses = train_detector(model, images, kps, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                            seed=args.seed, device=args.device)
+    info = {"train": {k: v for k, v in vars(args).items() if k != "func"},
+            "final_loss": float(np.mean(losses[-50:]))}
+    if not args.coco:
+        from .data import SceneConfig
+
+        test_imgs, test_kps = generate_split("test", 500, SceneConfig(cfg.input_width, cfg.input_height))
+        ev = evaluate_model(KeypointModel(model, args.device), list(test_imgs), test_kps, CHESSBOARD_9X6.symmetries)
+        info["synthetic_test"] = ev.to_dict()
+        print(ev.table())
+    path = save_checkpoint(model.cpu(), args.out, extra=info)
+    print(f"saved {path}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from .evaluate import evaluate_model
+    from .model import load_model
+
+    model = load_model(args.model, device=args.device)
+    frames, kps, symmetries = load_eval_set(args.set, args.coco)
+    ev = evaluate_model(model, frames, kps, symmetries, tuple(args.radius))
+    print(f"model: {model.path}  set: {args.coco or args.set}  images: {len(frames)}  "
+          f"(PCK radii in {model.config.input_width}x{model.config.input_height} model-input pixels)")
+    print(ev.table())
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"model": str(model.path), "set": args.coco or args.set, **ev.to_dict()}, f, indent=1)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

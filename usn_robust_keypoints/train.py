@@ -72,8 +72,22 @@ def train_detector(model: HeatmapDetector, images: np.ndarray, keypoints: np.nda
         total.backward()
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if step % 20 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
     model.eval()
     return losses
+
+
+def to_training_arrays(frames: list[np.ndarray], keypoints: np.ndarray,
+                       config: DetectorConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Frames of any size + keypoints in frame pixels -> (N, h, w) uint8 at the model input size and
+    keypoints (N, K, 2) in input pixels (same pre-processing as inference)."""
+    from .model import preprocess
+
+    imgs, kps = [], []
+    for frame, kp in zip(frames, keypoints):
+        x, geo = preprocess(frame, config.input_width, config.input_height)
+        imgs.append((x[0, 0].numpy() * 255.0).round().astype(np.uint8))
+        kps.append(geo.frame_to_input(np.asarray(kp, np.float64)))
+    return np.stack(imgs), np.stack(kps).astype(np.float32)

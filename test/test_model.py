@@ -1,0 +1,102 @@
+"""Detector, checkpoints, pre-processing and the predict API."""
+
+import numpy as np
+import pytest
+import torch
+
+from usn_robust_keypoints.model import (CheckpointError, DetectorConfig, HeatmapDetector, fold_batchnorm,
+                                        load_detector, load_model, save_checkpoint)
+
+
+def small_config(**kw):
+    return DetectorConfig(**{"input_width": 64, "input_height": 48, "stem_width": 4, "width": 6, "depth": 1,
+                             "head_width": 4, **kw})
+
+
+def test_forward_shape_and_bn_folding():
+    torch.manual_seed(0)
+    m = HeatmapDetector(small_config())
+    for mod in m.modules():  # non-trivial BN statistics
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.5, 0.5)
+            mod.running_var.uniform_(0.5, 2.0)
+            mod.weight.data.uniform_(0.5, 1.5)
+    m.eval()
+    x = torch.rand(3, 1, 48, 64)
+    y = m(x)
+    assert y.shape == (3, 4, 24, 32)
+    folded = fold_batchnorm(m.net)
+    assert not any(isinstance(mod, torch.nn.BatchNorm2d) for mod in folded)
+    torch.testing.assert_close(folded(x), y, atol=1e-5, rtol=1e-5)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    m = HeatmapDetector(small_config(output_stride=4))
+    path = save_checkpoint(m, tmp_path / "m.safetensors", extra={"note": "x"})
+    m2, extra = load_detector(path)
+    assert extra == {"note": "x"} and m2.config == m.config
+    x = torch.rand(1, 1, 48, 64)
+    torch.testing.assert_close(m2(x), m.eval()(x))
+
+
+def test_bad_checkpoints_raise_clear_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_detector(tmp_path / "missing.safetensors")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00\x01garbage" * 10)
+    with pytest.raises(CheckpointError, match="not a readable safetensors"):
+        load_detector(junk)
+    # weights that do not fit the config
+    path = save_checkpoint(HeatmapDetector(small_config()), tmp_path / "a.safetensors")
+    other = save_checkpoint(HeatmapDetector(small_config(width=8)), tmp_path / "b.safetensors")
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    save_file(load_file(str(other)), str(tmp_path / "mixed.safetensors"), metadata=meta)
+    with pytest.raises(CheckpointError, match="do not match the config"):
+        load_detector(tmp_path / "mixed.safetensors")
+    # a safetensors file that is not a detector checkpoint
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "plain.safetensors"))
+    with pytest.raises(CheckpointError, match="not a usn_robust_keypoints detector"):
+        load_detector(tmp_path / "plain.safetensors")
+
+
+def test_predict_maps_keypoints_to_caller_pixels(tmp_path):
+    torch.manual_seed(1)
+    m = HeatmapDetector(small_config())
+    path = save_checkpoint(m, tmp_path / "m.safetensors")
+    model = load_model(path, device="cpu")
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 255, (48, 64), dtype=np.uint8)
+    big = np.repeat(np.repeat(small, 4, axis=0), 4, axis=1)  # same content, 4x the pixels
+    bgr = np.repeat(big[:, :, None], 3, axis=2)
+    p_small, p_big, p_bgr = model.predict(small), model.predict(big), model.predict(bgr)
+    np.testing.assert_array_equal(p_small.cells, p_big.cells)
+    np.testing.assert_allclose((p_small.keypoints + 0.5) * 4 - 0.5, p_big.keypoints)
+    np.testing.assert_allclose(p_big.keypoints, p_bgr.keypoints)
+    assert p_small.heatmaps.shape == (4, 24, 32) and p_small.scores.shape == (4,)
+    # theta = identity changes nothing; a strong perturbation changes the heatmaps
+    np.testing.assert_allclose(model.predict(small, theta=(1.0, 0.0)).heatmaps, p_small.heatmaps)
+    assert not np.allclose(model.predict(small, theta=(0.5, 0.3)).heatmaps, p_small.heatmaps)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (np.zeros((48, 64), np.float32), "uint8"),
+    (np.zeros((48, 64, 4), np.uint8), "shape"),
+    (np.zeros((4, 4), np.uint8), "too small"),
+])
+def test_predict_rejects_bad_frames(tmp_path, bad, match):
+    path = save_checkpoint(HeatmapDetector(small_config()), tmp_path / "m.safetensors")
+    with pytest.raises(ValueError, match=match):
+        load_model(path, device="cpu").predict(bad)
+
+
+def test_device_selection():
+    from usn_robust_keypoints.model import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError):
+        resolve_device("tpu")
