@@ -42,6 +42,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--side", default="left", choices=("left", "right"))
     p.set_defaults(func=lambda a: print(_real_set(a.side)))
 
+    def _prune_command(name: str):  # handlers live in usn_robust_keypoints.prune.commands
+        def run(args: argparse.Namespace) -> int:
+            from .prune import commands
+
+            return getattr(commands, name)(args)
+        return run
+
+    p = sub.add_parser("prune", help="USN (or baseline) structured pruning of a checkpoint, progressive with fine-tuning")
+    p.add_argument("--model", help="checkpoint to prune (default: the shipped default model)")
+    p.add_argument("--method", default="usn", choices=("usn", "random", "l1", "bn", "taylor"))
+    p.add_argument("--sparsity", type=float, default=0.5, help="fraction of hidden conv channels to remove")
+    p.add_argument("--wasserstein", type=float, default=0.0, help="λ of the Wasserstein concentration loss")
+    p.add_argument("--w-variant", default="assigned", choices=("assigned", "sorted"))
+    p.add_argument("--out", required=True, help="output checkpoint (.safetensors added if missing)")
+    p.add_argument("--round-fraction", type=float, default=0.125, help="channels removed per round")
+    p.add_argument("--steps-per-round", type=int, default=30)
+    p.add_argument("--recovery-steps", type=int, default=60)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--train-images", type=int, default=16000, help="synthetic training scenes")
+    p.add_argument("--test-images", type=int, default=500, help="synthetic test scenes for PCK (0: skip)")
+    p.add_argument("--usn-signal", default="energy", choices=("mean_var", "total_var", "energy", "contribution"))
+    p.add_argument("--usn-gamma", type=float, default=0.5, help="weight of the stability ratio (0..1)")
+    p.add_argument("--usn-eps", type=float, default=0.05, help="α = β of the box USN samples θ from")
+    p.add_argument("--usn-no-bias", action="store_true", help="drop the bias term B from USN")
+    p.add_argument("--usn-relu-weight", type=float, default=0.0, help="exponent of the ReLU-stability weight")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.set_defaults(func=_prune_command("cmd_prune"))
+
+    p = sub.add_parser("experiment", help="pruning comparison (USN, USN+W, baselines): markdown table + plots")
+    p.add_argument("--out", default="results/pruning", help="results folder")
+    p.add_argument("--model", help="dense checkpoint (default: the shipped dense model)")
+    p.add_argument("--quick", action="store_true", help="tiny smoke run (seconds to minutes)")
+    p.add_argument("--wasserstein", type=float, help="λ of the USN+W rows")
+    p.add_argument("--cert-frames", type=int, help="test frames certified per model")
+    p.add_argument("--no-ablations", action="store_true")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=int, help="torch CPU threads (default 1)")
+    p.set_defaults(func=_prune_command("cmd_experiment"))
+
     # --- subcommands (one block each; add new blocks above this line) ---
     return parser
 

@@ -66,19 +66,23 @@ def channel_importance(detector: HeatmapDetector, importance: tp.importance.Impo
     return out
 
 
-def select_channels(importances: list[torch.Tensor], n_remove: int, min_keep: int | float = 0.125,
+def select_channels(importances: list[torch.Tensor], n_remove: int, min_keep: int | float | list[int] = 0.125,
                     generator: torch.Generator | None = None) -> list[list[int]]:
     """Channels to remove per layer: the ``n_remove`` lowest layer-median-normalised scores
-    globally, never leaving a layer with fewer than ``min_keep`` channels (an int, or a fraction
-    of the layer's current width; at least 1). Ties break by a seeded random permutation."""
+    globally, never leaving a layer with fewer than ``min_keep`` channels (an int, a fraction of
+    the layer's current width, or one floor per layer; at least 1). Ties break by a seeded random
+    permutation."""
     cands = []
     for li, imp in enumerate(importances):
         norm = imp / (imp.median().abs() + 1e-12)
         cands += [(float(v), li, ci) for ci, v in enumerate(norm)]
     perm = torch.randperm(len(cands), generator=generator).tolist()
     order = sorted(range(len(cands)), key=lambda i: (cands[i][0], perm[i]))
-    floors = [max(1, min_keep if isinstance(min_keep, int) else int(round(min_keep * len(imp))))
-              for imp in importances]
+    if isinstance(min_keep, (list, tuple)):
+        floors = [max(1, int(f)) for f in min_keep]
+    else:
+        floors = [max(1, min_keep if isinstance(min_keep, int) else int(round(min_keep * len(imp))))
+                  for imp in importances]
     left = [len(imp) for imp in importances]
     chosen: list[list[int]] = [[] for _ in importances]
     for i in order:
@@ -114,7 +118,7 @@ def remove_channels(detector: HeatmapDetector, removal: list[list[int]],
 
 
 def prune_step(detector: HeatmapDetector, importance: tp.importance.Importance, n_remove: int,
-               min_keep: int | float = 0.125, generator: torch.Generator | None = None) -> list[list[int]]:
+               min_keep: int | float | list[int] = 0.125, generator: torch.Generator | None = None) -> list[list[int]]:
     """Score with ``importance``, select ``n_remove`` channels globally, remove them. Returns the
     removed indices per layer (indices of the layer before removal)."""
     graph = dependency_graph(detector)

@@ -1,0 +1,271 @@
+"""The pruning comparison: dense vs USN (lambda = 0), USN + Wasserstein (lambda > 0) and the
+baselines (random, L1, BN-scale, Taylor) at several channel sparsities, same schedule and budget.
+
+Metrics per row (synthetic test split only; the real photos are never used here):
+PCK@3px and mean pixel error; certified accuracy (keypoint within ``tolerance`` px of the ground
+truth *and* certified at alpha = beta = eps, radius r) and the raw certified rate at each eps in
+``eps``; mean beta* (largest certified brightness margin at r, 0 when none) at the first eps;
+certification time per frame; detector latency (batch 1); parameters and MACs. Writes
+``results.md`` (table), ``results.json`` and PNG plots to the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch_pruning as tp
+from tqdm import tqdm
+
+from ..model import KeypointModel, load_detector, save_checkpoint
+from ..model.detector import HeatmapDetector
+from .schedule import ScheduleConfig, progressive_prune
+from .surgery import count_hidden_channels
+from .usn import UsnConfig
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything the comparison depends on (written into results.json)."""
+
+    model: str | None = None  # dense checkpoint (default: the shipped dense model)
+    sparsities: tuple[float, ...] = (0.25, 0.5, 0.75)
+    methods: tuple[str, ...] = ("usn", "usn+w", "random", "l1", "bn", "taylor")
+    wasserstein: float = 1.0
+    w_variant: str = "assigned"
+    ablations: bool = True  # at the middle sparsity: USN without the bias term (lambda 0 / > 0), W sorted
+    steps_per_round: int = 30
+    recovery_steps: int = 60
+    round_fraction: float = 0.125
+    batch_size: int = 16
+    lr: float = 1e-3
+    train_images: int = 16000
+    test_images: int = 500
+    cert_frames: int = 24
+    eps: tuple[float, ...] = (0.02, 0.05)
+    radius: float = 4.0
+    tolerance: float = 3.0
+    backend: str = "native"
+    budget_ms: float | None = None
+    seed: int = 0
+    threads: int = 1
+    usn: UsnConfig = field(default_factory=UsnConfig)
+
+    @classmethod
+    def quick(cls, **kw) -> "ExperimentConfig":
+        """A minutes-free smoke configuration (tests, CI)."""
+        base = dict(sparsities=(0.5,), methods=("usn", "usn+w", "random"), ablations=False, steps_per_round=2,
+                    recovery_steps=2, batch_size=4, train_images=48, test_images=8, cert_frames=2,
+                    usn=UsnConfig(num_theta=4))
+        base.update(kw)
+        return cls(**base)
+
+
+def _dense_path(cfg: ExperimentConfig) -> Path:
+    if cfg.model:
+        return Path(cfg.model)
+    from ..weights import DEFAULT_DENSE, shipped_model_path
+
+    return shipped_model_path(DEFAULT_DENSE)
+
+
+def load_splits(detector: HeatmapDetector, cfg: ExperimentConfig, progress: bool = True):
+    """(train images, train keypoints, test images, test keypoints) at the model's input size."""
+    from ..data import SceneConfig, generate_split
+
+    sc = SceneConfig(detector.config.input_width, detector.config.input_height)
+    tr = generate_split("train", cfg.train_images, sc, progress=progress)
+    te = generate_split("test", cfg.test_images, sc, progress=progress)
+    return tr[0], tr[1], te[0], te[1]
+
+
+def detector_latency_ms(detector: HeatmapDetector, runs: int = 30) -> float:
+    """Median forward time (ms) of one input at batch 1 on the CPU."""
+    c = detector.config
+    x = torch.rand(1, 1, c.input_height, c.input_width)
+    det = detector.cpu().eval()
+    with torch.no_grad():
+        for _ in range(3):
+            det(x)
+        ts = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            det(x)
+            ts.append((time.perf_counter() - t0) * 1000)
+    return float(np.median(ts))
+
+
+def _symmetric_errors(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    from ..data import CHESSBOARD_9X6
+    from ..evaluate import keypoint_errors
+
+    return keypoint_errors(pred, gt, CHESSBOARD_9X6.symmetries)
+
+
+def evaluate_detector(detector: HeatmapDetector, test_images: np.ndarray, test_kps: np.ndarray,
+                      cfg: ExperimentConfig, progress: bool = True) -> dict:
+    """All metrics of one model (see the module docstring)."""
+    from ..certify import certify
+    from ..evaluate import evaluate_model
+
+    km = KeypointModel(detector.cpu().eval(), device="cpu")
+    ev = evaluate_model(km, list(test_images), test_kps, _sym(), (cfg.tolerance,), progress=False)
+    c = detector.config
+    macs, params = tp.utils.count_ops_and_params(detector, torch.zeros(1, 1, c.input_height, c.input_width))
+    row = {"params": int(params), "macs": int(macs), "channels": count_hidden_channels(detector),
+           "num_keypoints": c.num_keypoints,
+           f"pck@{cfg.tolerance:g}px": ev.pck(cfg.tolerance), "mean_error_px": ev.mean_error,
+           "latency_ms": detector_latency_ms(detector)}
+    n = min(cfg.cert_frames, len(test_images))
+    for k, eps in enumerate(cfg.eps):
+        ok, acc, betas, times = [], [], [], []
+        it = tqdm(range(n), desc=f"certify eps={eps:g}", unit="frame", leave=False, disable=not progress)
+        for i in it:
+            t0 = time.perf_counter()
+            fc = certify(km, test_images[i], alpha=eps, beta=eps, radius=cfg.radius, backend=cfg.backend,
+                         budget_ms=cfg.budget_ms, margins=False)
+            times.append((time.perf_counter() - t0) * 1000)
+            pred = np.array([[kc.x, kc.y] for kc in fc.keypoints])
+            err = _symmetric_errors(pred, np.asarray(test_kps[i], np.float64))
+            cert = np.array([kc.certified for kc in fc.keypoints])
+            ok += list(cert)
+            acc += list(cert & (err <= cfg.tolerance))
+            if k == 0:
+                fm = certify(km, test_images[i], alpha=eps, beta=eps, radius=cfg.radius, backend=cfg.backend,
+                             budget_ms=cfg.budget_ms, margins=True)
+                betas += [0.0 if not math.isfinite(kc.beta_star) else kc.beta_star for kc in fm.keypoints]
+        row[f"cert_acc@{eps:g}"] = float(np.mean(acc))
+        row[f"cert_rate@{eps:g}"] = float(np.mean(ok))
+        row[f"cert_ms@{eps:g}"] = float(np.mean(times))
+        if k == 0:
+            row["mean_beta_star"] = float(np.mean(betas))
+    return row
+
+
+def _sym() -> list[list[int]]:
+    from ..data import CHESSBOARD_9X6
+
+    return CHESSBOARD_9X6.symmetries
+
+
+def _runs(cfg: ExperimentConfig) -> list[tuple[str, ScheduleConfig]]:
+    """(row label, schedule) of every pruning trajectory of the comparison."""
+    common = dict(targets=tuple(cfg.sparsities), round_fraction=cfg.round_fraction,
+                  steps_per_round=cfg.steps_per_round, recovery_steps=cfg.recovery_steps,
+                  batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed, usn=cfg.usn, w_variant=cfg.w_variant)
+    runs = []
+    for m in cfg.methods:
+        if m == "usn+w":
+            runs.append((f"USN+W (λ={cfg.wasserstein:g})", ScheduleConfig(method="usn", wasserstein=cfg.wasserstein, **common)))
+        elif m == "usn":
+            runs.append(("USN (λ=0)", ScheduleConfig(method="usn", **common)))
+        else:
+            runs.append((m, ScheduleConfig(method=m, **common)))
+    if cfg.ablations:
+        mid = (sorted(cfg.sparsities)[len(cfg.sparsities) // 2],)
+        nob = replace(cfg.usn, include_bias=False)
+        one = {**common, "targets": mid}
+        runs += [("USN no bias (λ=0)", ScheduleConfig(method="usn", **{**one, "usn": nob})),
+                 (f"USN+W no bias (λ={cfg.wasserstein:g})",
+                  ScheduleConfig(method="usn", wasserstein=cfg.wasserstein, **{**one, "usn": nob})),
+                 (f"USN+W sorted (λ={cfg.wasserstein:g})",
+                  ScheduleConfig(method="usn", wasserstein=cfg.wasserstein, **{**one, "w_variant": "sorted"}))]
+    return runs
+
+
+def run_experiment(cfg: ExperimentConfig, out: str | Path, progress: bool = True) -> list[dict]:
+    """Run the comparison, write results.md / results.json / plots / pruned checkpoints to ``out``."""
+    torch.set_num_threads(cfg.threads)
+    out = Path(out)
+    (out / "models").mkdir(parents=True, exist_ok=True)
+    dense, _ = load_detector(_dense_path(cfg))
+    tr_x, tr_k, te_x, te_k = load_splits(dense, cfg, progress)
+    rows = [{"model": "dense", "method": "dense", "lambda": 0.0, "sparsity": 0.0,
+             **evaluate_detector(dense, te_x, te_k, cfg, progress)}]
+    _write(rows, cfg, out)
+    for label, sched in _runs(cfg):
+        t0 = time.perf_counter()
+        results = progressive_prune(dense, tr_x, tr_k, sched, progress=progress)
+        prune_s = time.perf_counter() - t0
+        for res in results:
+            name = f"{label} {res.sparsity:.0%}"
+            fname = "".join(ch if ch.isalnum() else "_" for ch in name).strip("_")
+            save_checkpoint(res.detector, out / "models" / f"{fname}.safetensors",
+                            extra={"pruning": {**sched.to_dict(), "sparsity": res.sparsity}})
+            rows.append({"model": label, "method": sched.method, "lambda": sched.wasserstein,
+                         "sparsity": res.sparsity, "file": f"models/{fname}.safetensors",
+                         "prune_time_s": prune_s, **evaluate_detector(res.detector, te_x, te_k, cfg, progress)})
+            _write(rows, cfg, out)
+    plot_results(rows, cfg, out)
+    return rows
+
+
+def _fmt(v, spec: str) -> str:
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+
+def results_table(rows: list[dict], cfg: ExperimentConfig) -> str:
+    """Markdown table of the rows (dense first, then by sparsity and model)."""
+    e0 = cfg.eps[0]
+    dense_ms = rows[0].get(f"cert_ms@{e0:g}", float("nan"))
+    cols = ["model", "sparsity", f"PCK@{cfg.tolerance:g}px", "mean err px"]
+    for e in cfg.eps:
+        cols += [f"cert. acc. ε={e:g}", f"certified ε={e:g}"]
+    cols += [f"mean β* (ε={e0:g})", f"cert. ms/frame (ε={e0:g})", "× dense", "det. ms", "params", "MMACs"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in sorted(rows, key=lambda r: (r["sparsity"], r["model"] != "dense")):
+        v = [r["model"], f"{r['sparsity']:.0%}", _fmt(r[f"pck@{cfg.tolerance:g}px"], ".3f"), _fmt(r["mean_error_px"], ".2f")]
+        for e in cfg.eps:
+            v += [_fmt(r[f"cert_acc@{e:g}"], ".3f"), _fmt(r[f"cert_rate@{e:g}"], ".3f")]
+        ms = r[f"cert_ms@{e0:g}"]
+        v += [_fmt(r["mean_beta_star"], ".4f"), _fmt(ms, ".0f"), _fmt(ms / dense_ms, ".2f"),
+              _fmt(r["latency_ms"], ".2f"), str(r["params"]), _fmt(r["macs"] / 1e6, ".1f")]
+        lines.append("| " + " | ".join(v) + " |")
+    return "\n".join(lines)
+
+
+def _write(rows: list[dict], cfg: ExperimentConfig, out: Path) -> None:
+    (out / "results.json").write_text(json.dumps({"config": asdict(cfg), "rows": rows}, indent=1))
+    n_kp = cfg.cert_frames * rows[0].get("num_keypoints", 4)
+    head = (f"Synthetic test split: PCK on {cfg.test_images} images; certification on the first "
+            f"{cfg.cert_frames} frames ({n_kp} keypoints), backend `{cfg.backend}`, r = {cfg.radius:g} px, "
+            f"α = β = ε, tolerance {cfg.tolerance:g} px, {cfg.threads} torch thread(s), seed {cfg.seed}.\n\n")
+    (out / "results.md").write_text(head + results_table(rows, cfg) + "\n")
+
+
+def plot_results(rows: list[dict], cfg: ExperimentConfig, out: Path) -> list[Path]:
+    """Certified accuracy, PCK and certification time vs sparsity (one line per method)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    e0 = cfg.eps[0]
+    metrics = [(f"cert_acc@{e0:g}", f"certified accuracy (ε={e0:g}, r={cfg.radius:g})", "certified_accuracy.png"),
+               (f"pck@{cfg.tolerance:g}px", f"PCK@{cfg.tolerance:g}px", "pck.png"),
+               (f"cert_ms@{e0:g}", "certification time per frame (ms)", "cert_time.png")]
+    dense = rows[0]
+    labels = [lbl for lbl in dict.fromkeys(r["model"] for r in rows[1:])]
+    paths = []
+    for key, title, fname in metrics:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for lbl in labels:
+            pts = sorted((r["sparsity"], r[key]) for r in rows[1:] if r["model"] == lbl)
+            if len(pts) > 1:
+                ax.plot(*zip(*pts), marker="o", label=lbl)
+            else:
+                ax.scatter(*zip(*pts), marker="x", label=lbl)
+        ax.axhline(dense[key], color="k", ls="--", lw=1, label="dense")
+        ax.set_xlabel("channel sparsity")
+        ax.set_ylabel(title)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out / fname, dpi=100)
+        plt.close(fig)
+        paths.append(out / fname)
+    return paths

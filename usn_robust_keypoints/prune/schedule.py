@@ -1,0 +1,163 @@
+"""Progressive pruning schedule: rounds of score -> remove a fraction -> fine-tune, to target sparsity.
+
+Every method gets the same schedule and fine-tuning budget. Round ``r`` removes
+``round_fraction`` of the *original* hidden channels (the last round stops at the target), so the
+trajectory passes through every requested sparsity; at each one a copy is taken and fine-tuned
+``recovery_steps`` more (task loss only) — that copy is the result at that sparsity.
+
+One round, with ``lambda = 0`` (plain):    fine-tune ``steps_per_round`` -> score -> remove.
+One round, with ``lambda > 0`` (USN + W):  score -> mark the channels to remove -> fine-tune
+``steps_per_round`` with task loss + ``lambda * W`` (wasserstein.py: gates of the marked channels
+driven to 0) -> score again -> remove.
+Channel scores are always taken right before removal; the same global allocation rule
+(surgery.select_channels) applies to every criterion.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch_pruning as tp
+from tqdm import tqdm
+
+from ..model.detector import HeatmapDetector
+from ..train import heatmap_targets, task_loss, train_detector
+from .baselines import BASELINES, accumulate_gradients, baseline_importance
+from .surgery import UsnImportance, channel_importance, count_hidden_channels, dependency_graph, remove_channels, select_channels
+from .usn import UsnConfig, hidden_convs, usn_scores
+from .wasserstein import VARIANTS, wasserstein_loss
+
+METHODS = ("usn",) + BASELINES
+
+
+@dataclass
+class ScheduleConfig:
+    """Progressive pruning settings (identical for every method in a comparison)."""
+
+    method: str = "usn"
+    targets: tuple[float, ...] = (0.5,)
+    round_fraction: float = 0.125
+    steps_per_round: int = 40
+    recovery_steps: int = 80
+    wasserstein: float = 0.0
+    w_variant: str = "assigned"
+    batch_size: int = 16
+    lr: float = 1e-3
+    min_keep: float = 0.125  # every layer keeps at least this fraction of its original width
+    calib_images: int = 32
+    taylor_batches: int = 4
+    seed: int = 0
+    usn: UsnConfig = field(default_factory=UsnConfig)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if not self.targets or not all(0 < t < 1 for t in self.targets):
+            raise ValueError("targets must be channel sparsities in (0, 1)")
+        if self.w_variant not in VARIANTS:
+            raise ValueError(f"w_variant must be one of {VARIANTS}")
+        if self.wasserstein < 0 or not 0 < self.round_fraction <= 1:
+            raise ValueError("wasserstein must be >= 0 and round_fraction in (0, 1]")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class PruneResult:
+    """The fine-tuned pruned detector at one target sparsity."""
+
+    sparsity: float
+    detector: HeatmapDetector
+    channels: list[int]
+    removed: list[list[list[int]]]  # per round, per layer (indices before that round)
+
+
+def round_plan(total: int, targets: tuple[float, ...], round_fraction: float) -> list[int]:
+    """Cumulative numbers of removed channels after each round (every target is one of them)."""
+    top = max(targets)
+    fracs = set(np.round(np.arange(round_fraction, top + 1e-9, round_fraction), 6)) | set(targets)
+    counts = sorted({int(round(f * total)) for f in fracs if f <= top + 1e-9})
+    return [c for c in counts if c > 0]
+
+
+class _Criterion:
+    """Builds the Torch-Pruning importance of a method for the current model."""
+
+    def __init__(self, cfg: ScheduleConfig, images: np.ndarray, keypoints: np.ndarray) -> None:
+        self.cfg = cfg
+        gen = torch.Generator().manual_seed(cfg.seed)
+        idx = torch.randperm(len(images), generator=gen)
+        calib = idx[: cfg.calib_images]
+        self.calib = torch.from_numpy(images[calib.numpy()]).float().div(255.0).unsqueeze(1)
+        self.calib_kp = torch.from_numpy(np.asarray(keypoints[calib.numpy()], np.float32))
+        self.rounds = 0
+
+    def __call__(self, model: HeatmapDetector) -> tp.importance.Importance:
+        cfg = self.cfg
+        self.rounds += 1
+        dev = next(model.parameters()).device
+        if cfg.method == "usn":
+            ucfg = UsnConfig(**{**asdict(cfg.usn), "seed": cfg.usn.seed + self.rounds})
+            return UsnImportance.from_layer_scores(model, usn_scores(model, self.calib.to(dev), ucfg))
+        if cfg.method == "taylor":
+            bs = max(1, len(self.calib) // cfg.taylor_batches)
+            batches = [(self.calib[i : i + bs].to(dev), self.calib_kp[i : i + bs].to(dev))
+                       for i in range(0, len(self.calib), bs)][: cfg.taylor_batches]
+            accumulate_gradients(model, lambda m, b: task_loss(m(b[0]), heatmap_targets(b[1], m.config)), batches)
+        return baseline_importance(cfg.method, seed=cfg.seed * 1000 + self.rounds)
+
+
+def _select(model: HeatmapDetector, importance: tp.importance.Importance, n: int, floors: list[int],
+            gen: torch.Generator) -> list[list[int]]:
+    return select_channels(channel_importance(model, importance, dependency_graph(model)), n, floors, gen)
+
+
+def progressive_prune(detector: HeatmapDetector, images: np.ndarray, keypoints: np.ndarray,
+                      config: ScheduleConfig, progress: bool = True) -> list[PruneResult]:
+    """Prune a copy of ``detector`` progressively; one :class:`PruneResult` per target sparsity.
+
+    ``images`` (N, h, w) uint8 and ``keypoints`` (N, K, 2) (network-input pixels) are the
+    fine-tuning and calibration data (training split only)."""
+    cfg = config
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model = copy.deepcopy(detector)
+    total = count_hidden_channels(model)
+    floors = [max(1, int(round(cfg.min_keep * c.out_channels))) for _, c, _ in hidden_convs(model)]
+    plan = round_plan(total, cfg.targets, cfg.round_fraction)
+    targets = {int(round(t * total)): t for t in cfg.targets}
+    criterion = _Criterion(cfg, images, keypoints)
+    bns = lambda m: [bn for _, _, bn in hidden_convs(m)]  # noqa: E731
+    removed_so_far, history, results = 0, [], []
+    fit = dict(batch_size=cfg.batch_size, lr=cfg.lr, progress=progress)
+    bar = tqdm(plan, desc=f"prune {cfg.method}" + (f"+W{cfg.wasserstein:g}" if cfg.wasserstein else ""),
+               unit="round", disable=not progress)
+    for r, count in enumerate(bar):
+        n = count - removed_so_far
+        if cfg.wasserstein > 0:
+            marked = _select(model, criterion(model), n, floors, gen)
+            masks = [torch.tensor(m, dtype=torch.long) for m in marked]
+            extra = lambda m, masks=masks: cfg.wasserstein * wasserstein_loss(bns(m), masks, cfg.w_variant)  # noqa: E731
+            train_detector(model, images, keypoints, steps=cfg.steps_per_round, seed=cfg.seed * 100 + r,
+                           extra_loss=extra, desc=f"round {r + 1} fine-tune+W", **fit)
+        else:
+            train_detector(model, images, keypoints, steps=cfg.steps_per_round, seed=cfg.seed * 100 + r,
+                           desc=f"round {r + 1} fine-tune", **fit)
+        removal = _select(model, criterion(model), n, floors, gen)
+        remove_channels(model, removal)
+        model.zero_grad(set_to_none=True)
+        history.append(removal)
+        removed_so_far = count
+        bar.set_postfix(channels=count_hidden_channels(model))
+        if count in targets:
+            snap = copy.deepcopy(model)
+            train_detector(snap, images, keypoints, steps=cfg.recovery_steps, seed=cfg.seed * 100 + 50 + r,
+                           desc=f"recovery @{targets[count]:.0%}", **fit)
+            snap.sync_config()
+            results.append(PruneResult(targets[count], snap.cpu().eval(), list(snap.config.channels),
+                                       copy.deepcopy(history)))
+    return results
