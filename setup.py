@@ -39,6 +39,10 @@ setup(
     entry_points={
         "console_scripts": [
             "usn-keypoints = usn_robust_keypoints.cli:main",
+            # ROS 2 nodes (also installed to lib/usn_robust_keypoints for `ros2 run`, see setup.cfg)
+            "camera_source = usn_robust_keypoints.nodes.camera_source:main",
+            "keypoint_detector = usn_robust_keypoints.nodes.keypoint_detector:main",
+            "certifier = usn_robust_keypoints.nodes.certifier:main",
         ],
     },
 )

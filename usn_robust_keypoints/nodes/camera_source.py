@@ -1,0 +1,111 @@
+"""``camera_source`` node: publishes ``image`` (sensor_msgs/Image) and ``camera_info``.
+
+``source`` is ``synthetic`` (built-in chessboard stream), ``opencv-doc:<glob>`` (the opencv-doc
+chessboard photos), a V4L2 camera (``0``, ``/dev/video0``), a video file, an image folder or a
+glob; frames are published at ``rate`` Hz, looping at the end when ``loop`` is true.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, Image
+
+from .frame_sources import FrameSourceError, open_frames
+from .image_conversion import cv2_to_imgmsg
+from .qos import IMAGE_QOS_CHOICES, image_qos
+from .runtime import spin_node
+
+ENCODING_CHOICES = ("auto", "bgr8", "rgb8", "mono8")
+
+
+def camera_info(header, width: int, height: int) -> CameraInfo:
+    """A nominal pinhole ``CameraInfo`` (focal length = width, no distortion)."""
+    f = float(width)
+    info = CameraInfo(header=header, width=width, height=height, distortion_model="plumb_bob")
+    info.d = [0.0] * 5
+    info.k = [f, 0.0, (width - 1) / 2, 0.0, f, (height - 1) / 2, 0.0, 0.0, 1.0]
+    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    info.p = [f, 0.0, (width - 1) / 2, 0.0, 0.0, f, (height - 1) / 2, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return info
+
+
+def convert_frame(frame: np.ndarray, encoding: str) -> tuple[np.ndarray, str]:
+    """Frame (gray or BGR) -> (array, encoding) for the requested ``encoding`` (``auto`` keeps it)."""
+    gray = frame.ndim == 2
+    if encoding == "auto":
+        return frame, "mono8" if gray else "bgr8"
+    if encoding == "mono8":
+        return (frame if gray else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)), "mono8"
+    bgr = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if gray else frame
+    return (bgr if encoding == "bgr8" else np.ascontiguousarray(bgr[:, :, ::-1])), encoding
+
+
+class CameraSourceNode(Node):
+    """Publishes frames of a source at a fixed rate (composable: pass ``**kwargs`` to ``Node``)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("camera_source", **kwargs)
+        self.declare_parameter("source", "synthetic")
+        self.declare_parameter("rate", 10.0)
+        self.declare_parameter("loop", True)
+        self.declare_parameter("frame_id", "camera")
+        self.declare_parameter("width", 640)
+        self.declare_parameter("height", 480)
+        self.declare_parameter("encoding", "auto")
+        self.declare_parameter("qos", "sensor_data")
+        self.declare_parameter("max_frames", 0)
+        p = self.get_parameter
+        self.published = 0
+        self._max_frames = int(p("max_frames").value)
+        self._frame_id = str(p("frame_id").value)
+        self._encoding = str(p("encoding").value)
+        if self._encoding not in ENCODING_CHOICES:
+            self.get_logger().error(f"encoding must be one of {ENCODING_CHOICES}, got {self._encoding!r}; using auto")
+            self._encoding = "auto"
+        qos = p("qos").value
+        if qos not in IMAGE_QOS_CHOICES:
+            self.get_logger().error(f"qos must be one of {IMAGE_QOS_CHOICES}, got {qos!r}; using sensor_data")
+            qos = "sensor_data"
+        self._image_pub = self.create_publisher(Image, "image", image_qos(qos))
+        self._info_pub = self.create_publisher(CameraInfo, "camera_info", image_qos(qos))
+        source = str(p("source").value)
+        try:
+            self._frames = open_frames(source, int(p("width").value), int(p("height").value), bool(p("loop").value))
+        except (FrameSourceError, RuntimeError) as e:
+            self._frames = None
+            self.get_logger().error(f"cannot open source {source!r}: {e}")
+            return
+        rate = float(p("rate").value)
+        if not rate > 0:
+            self.get_logger().error(f"rate must be > 0 Hz, got {rate}; using 10 Hz")
+            rate = 10.0
+        self.get_logger().info(f"publishing {source!r} at {rate:g} Hz on {self._image_pub.topic_name}")
+        self._timer = self.create_timer(1.0 / rate, self._tick)
+
+    def _tick(self) -> None:
+        if self._frames is None:
+            return
+        frame = next(self._frames, None)
+        if frame is None or (self._max_frames and self.published >= self._max_frames):
+            self.get_logger().info(f"source finished after {self.published} frames")
+            self._frames = None
+            self._timer.cancel()
+            return
+        array, encoding = convert_frame(frame, self._encoding)
+        msg = cv2_to_imgmsg(array, encoding)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = self._frame_id
+        self._image_pub.publish(msg)
+        self._info_pub.publish(camera_info(msg.header, msg.width, msg.height))
+        self.published += 1
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console entry point ``camera_source``."""
+    return spin_node(CameraSourceNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,195 @@
+"""``certifier`` node: images -> ``CertifiedKeypoints`` (per-keypoint certified margins).
+
+Subscribes ``image`` and keeps only the latest frame: a worker thread certifies it within
+``budget_ms`` while newer frames replace older unprocessed ones, which are counted as skipped —
+so the certifier never slows down the camera or the detector (run it as its own node/process).
+Publishes ``certified_keypoints`` (usn_robust_keypoints_msgs/CertifiedKeypoints, the image's
+header) and processed/skipped/rejected counts on ``diagnostics``. ``alpha``, ``beta``,
+``radius``, ``backend``, ``budget_ms``, ``margins``, ``model_path`` and ``device`` can be changed
+at run time; invalid values are refused with a reason.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+import rclpy
+import torch
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from usn_robust_keypoints_msgs.msg import CertifiedKeypoints
+
+from .diagnostics import DiagnosticsPublisher, FrameCounters
+from .image_conversion import ImageConversionError, to_detector_frame
+from .messages import certificate_to_msg
+from .model_loading import load_node_model
+from .qos import IMAGE_QOS_CHOICES, image_qos
+from .runtime import spin_node
+
+BACKENDS = ("native", "auto_lirpa")
+
+
+@dataclass(frozen=True)
+class CertifierSettings:
+    """One consistent set of certification parameters (validated)."""
+
+    alpha: float = 0.02
+    beta: float = 0.02
+    radius: float = 4.0
+    backend: str = "native"
+    budget_ms: float = 150.0
+    margins: bool = True
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` with the reason when a value is out of range."""
+        if not (math.isfinite(self.alpha) and 0.0 <= self.alpha < 1.0):
+            raise ValueError(f"alpha must be in [0, 1), got {self.alpha}")
+        if not (math.isfinite(self.beta) and 0.0 <= self.beta <= 1.0):
+            raise ValueError(f"beta must be in [0, 1], got {self.beta}")
+        if not (math.isfinite(self.radius) and self.radius > 0.0):
+            raise ValueError(f"radius must be > 0 px, got {self.radius}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if not (math.isfinite(self.budget_ms) and self.budget_ms >= 0.0):
+            raise ValueError(f"budget_ms must be >= 0 (0 = no budget), got {self.budget_ms}")
+
+
+class CertifierNode(Node):
+    """Certifies the latest image in a worker thread (composable: pass ``**kwargs`` to ``Node``)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("certifier", **kwargs)
+        d = CertifierSettings()
+        self.declare_parameter("model_path", "")
+        self.declare_parameter("device", "auto")
+        self.declare_parameter("alpha", d.alpha)
+        self.declare_parameter("beta", d.beta)
+        self.declare_parameter("radius", d.radius)
+        self.declare_parameter("backend", d.backend)
+        self.declare_parameter("budget_ms", d.budget_ms)
+        self.declare_parameter("margins", d.margins)
+        self.declare_parameter("qos", "sensor_data")
+        self.declare_parameter("num_threads", 1)
+        p = self.get_parameter
+        qos = p("qos").value
+        if qos not in IMAGE_QOS_CHOICES:
+            self.get_logger().error(f"qos must be one of {IMAGE_QOS_CHOICES}, got {qos!r}; using sensor_data")
+            qos = "sensor_data"
+        torch.set_num_threads(max(1, int(p("num_threads").value)))
+        self.counters = FrameCounters()
+        self._lock = threading.Condition()
+        self._latest: Image | None = None
+        self._stop = False
+        self.model = None
+        try:
+            self.settings = self._settings_from({})
+        except ValueError as e:
+            self.get_logger().error(f"{e}; using the defaults")
+            self.settings = CertifierSettings()
+        try:
+            self.model = load_node_model(p("model_path").value, p("device").value)
+            self.get_logger().info(f"model {self.model.path} on {self.model.device}; {self.settings}")
+        except ValueError as e:
+            self.counters.last_error = str(e)
+            self.get_logger().error(f"{e}; every frame is rejected until model_path is fixed")
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._pub = self.create_publisher(CertifiedKeypoints, "certified_keypoints", 10)
+        self.create_subscription(Image, "image", self._on_image, image_qos(qos, depth=1))
+        self._diag = DiagnosticsPublisher(self, self.counters)
+        self._worker = threading.Thread(target=self._work, name="certifier_worker", daemon=True)
+        self._worker.start()
+
+    def _settings_from(self, new: dict) -> CertifierSettings:
+        def get(name: str):
+            return new[name] if name in new else self.get_parameter(name).value
+
+        s = CertifierSettings(alpha=float(get("alpha")), beta=float(get("beta")), radius=float(get("radius")),
+                              backend=str(get("backend")), budget_ms=float(get("budget_ms")),
+                              margins=bool(get("margins")))
+        s.validate()
+        return s
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        new = {q.name: q.value for q in params}
+        if "qos" in new or "num_threads" in new:
+            return SetParametersResult(successful=False, reason="qos and num_threads are read-only at run time")
+        try:
+            settings = self._settings_from(new)
+            model = None
+            if "model_path" in new or "device" in new:
+                model = load_node_model(new.get("model_path", self.get_parameter("model_path").value),
+                                        new.get("device", self.get_parameter("device").value))
+        except (TypeError, ValueError) as e:
+            return SetParametersResult(successful=False, reason=str(e))
+        with self._lock:
+            self.settings = settings
+            if model is not None:
+                self.model = model
+        self.get_logger().info(f"parameters changed: {settings}")
+        return SetParametersResult(successful=True)
+
+    def _on_image(self, msg: Image) -> None:
+        with self._lock:
+            self.counters.add(received=1)
+            if self._latest is not None:
+                self.counters.add(skipped=1)
+            self._latest = msg
+            self._lock.notify()
+
+    def _work(self) -> None:
+        from ..certify import certify
+
+        while True:
+            with self._lock:
+                while self._latest is None and not self._stop:
+                    self._lock.wait()
+                if self._stop:
+                    return
+                msg, self._latest = self._latest, None
+                model, s = self.model, self.settings
+            if model is None:
+                self._reject(msg, "no model loaded (see model_path)")
+                continue
+            try:
+                frame = to_detector_frame(msg)
+                t0 = time.perf_counter()
+                cert = certify(model, frame, alpha=s.alpha, beta=s.beta, radius=s.radius, backend=s.backend,
+                               budget_ms=s.budget_ms or None, margins=s.margins)
+                dt = (time.perf_counter() - t0) * 1e3
+            except (ImageConversionError, ValueError) as e:
+                self._reject(msg, str(e))
+                continue
+            name = model.path.name if model.path is not None else ""
+            try:
+                self._pub.publish(certificate_to_msg(cert, msg.header, name))
+            except Exception:  # the context was shut down while certifying (Ctrl-C)
+                if self._stop or not rclpy.ok(self.context):
+                    return
+                raise
+            self.counters.add(processed=1)
+            self.counters.last_time_ms = dt
+
+    def _reject(self, msg: Image, reason: str) -> None:
+        self.counters.reject(reason)
+        self.get_logger().error(f"rejected frame {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d} "
+                                f"({msg.encoding}, {msg.width}x{msg.height}): {reason}")
+
+    def close(self) -> None:
+        """Stop the worker thread (called before ``destroy_node``)."""
+        with self._lock:
+            self._stop = True
+            self._lock.notify_all()
+        self._worker.join(timeout=5.0)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console entry point ``certifier``."""
+    return spin_node(CertifierNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
