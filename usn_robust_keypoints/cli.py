@@ -83,6 +83,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch CPU threads (default 1)")
     p.set_defaults(func=_prune_command("cmd_experiment"))
 
+    # ROS 2 (usn_robust_keypoints.nodes): run / demo / bench-ros
+    def _ros_command(name: str):  # handlers live in usn_robust_keypoints.nodes.commands (imports rclpy)
+        def run(args: argparse.Namespace) -> int:
+            from .nodes import commands
+
+            return getattr(commands, name)(args)
+
+        return run
+
+    p = sub.add_parser("run", help="start the ROS 2 nodes of a params YAML as processes (loopback DDS)")
+    p.add_argument("--config", default="demo.yaml", help="ROS params YAML (path or name in config/)")
+    p.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
+    p.add_argument("--remap", action="append", default=[], metavar="FROM:=TO", help="topic remapping, repeatable")
+    p.add_argument("--log-dir", default=None, help="folder for the nodes' output and ROS logs")
+    p.set_defaults(func=_ros_command("cmd_run"))
+    p = sub.add_parser("demo", help="camera -> detector + certifier on the shipped model; live table + annotated PNG")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds (default 20)")
+    p.add_argument("--source", default="opencv-doc:left*.jpg",
+                   help="synthetic | opencv-doc:<glob> | camera index | video | image folder/glob")
+    p.add_argument("--model", default=None, help="checkpoint (default: the shipped pruned model)")
+    p.add_argument("--rate", type=float, default=15.0, help="camera Hz (default 15)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--out", default="results/demo", help="results folder")
+    p.add_argument("--video", action="store_true", help="also write an MP4 of the certified frames")
+    p.set_defaults(func=_ros_command("cmd_demo"))
+    p = sub.add_parser("bench-ros", help="end-to-end ROS latency/fps/skip rate, dense vs pruned model")
+    p.add_argument("--dense", default=None, help="dense checkpoint (default: shipped)")
+    p.add_argument("--pruned", default=None, help="pruned checkpoint (default: shipped)")
+    p.add_argument("--source", default="synthetic", help="camera_source source (default synthetic)")
+    p.add_argument("--rate", type=float, default=30.0, help="camera Hz (default 30)")
+    p.add_argument("--warmup", type=float, default=3.0)
+    p.add_argument("--seconds", type=float, default=15.0, help="measured seconds per model")
+    p.add_argument("--budget-ms", type=float, default=None, help="certifier budget (default: config)")
+    p.add_argument("--out", default="results/bench_ros")
+    p.set_defaults(func=_ros_command("cmd_bench_ros"))
     # --- subcommands (one block each; add new blocks above this line) ---
     return parser
 

@@ -23,14 +23,13 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 from usn_robust_keypoints_msgs.msg import CertifiedKeypoints
 
+from ..certify import BACKENDS, certify
 from .diagnostics import DiagnosticsPublisher, FrameCounters
 from .image_conversion import ImageConversionError, to_detector_frame
 from .messages import certificate_to_msg
 from .model_loading import load_node_model
 from .qos import IMAGE_QOS_CHOICES, image_qos
 from .runtime import spin_node
-
-BACKENDS = ("native", "auto_lirpa")
 
 
 @dataclass(frozen=True)
@@ -141,8 +140,6 @@ class CertifierNode(Node):
             self._lock.notify()
 
     def _work(self) -> None:
-        from ..certify import certify
-
         while True:
             with self._lock:
                 while self._latest is None and not self._stop:

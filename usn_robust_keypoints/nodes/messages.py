@@ -6,7 +6,7 @@ from std_msgs.msg import Header
 from usn_robust_keypoints_msgs.msg import CertifiedKeypoints, Keypoint, KeypointArray
 from usn_robust_keypoints_msgs.msg import KeypointCertificate as KeypointCertificateMsg
 
-from ..certify.results import FrameCertificate, Status
+from ..certify.results import FrameCertificate, KeypointCertificate, Status
 from ..model.keypoint_model import Prediction
 
 STATUS_CODES = {
@@ -14,6 +14,7 @@ STATUS_CODES = {
     Status.NOT_CERTIFIED: KeypointCertificateMsg.NOT_CERTIFIED,
     Status.UNKNOWN: KeypointCertificateMsg.UNKNOWN,
 }
+STATUS_OF_CODE = {v: k for k, v in STATUS_CODES.items()}
 
 
 def prediction_to_msg(pred: Prediction, names: list[str], header: Header) -> KeypointArray:
@@ -39,3 +40,15 @@ def certificate_to_msg(cert: FrameCertificate, header: Header, model_name: str =
             alpha_star=float(k.alpha_star), time_ms=float(k.time_ms))
         for k in cert.keypoints]
     return msg
+
+
+def msg_to_certificate(msg: CertifiedKeypoints) -> FrameCertificate:
+    """``CertifiedKeypoints`` -> ``FrameCertificate`` (the inverse of :func:`certificate_to_msg`)."""
+    return FrameCertificate(
+        alpha=msg.alpha, beta=msg.beta, radius=msg.radius, backend=msg.backend, time_ms=msg.time_ms,
+        frame_width=msg.frame_width, frame_height=msg.frame_height,
+        keypoints=[KeypointCertificate(index=k.index, name=k.name, x=k.x, y=k.y, score=k.score,
+                                       status=STATUS_OF_CODE[k.status], radius=msg.radius,
+                                       certified_radius=k.certified_radius, beta_star=k.beta_star,
+                                       alpha_star=k.alpha_star, time_ms=k.time_ms)
+                   for k in msg.keypoints])
