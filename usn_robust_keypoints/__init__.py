@@ -4,8 +4,10 @@ Public API: :func:`load_model`, :class:`PerturbationBox`, :func:`certify` and th
 The core library imports no ROS module; ROS lives in ``usn_robust_keypoints.nodes``.
 """
 
+from .certify import FrameCertificate, KeypointCertificate, Status, certify, certify_batch
 from .model import KeypointModel, Prediction, load_model
 from .perturbation import PerturbationBox, apply_perturbation
 
-__all__ = ["KeypointModel", "PerturbationBox", "Prediction", "apply_perturbation", "load_model"]
+__all__ = ["FrameCertificate", "KeypointCertificate", "KeypointModel", "PerturbationBox", "Prediction",
+           "Status", "apply_perturbation", "certify", "certify_batch", "load_model"]
 __version__ = "0.1.0"

@@ -1,0 +1,213 @@
+"""Native certifier: soundness by sampling, exactness on tiny nets, monotonicity, budget."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from usn_robust_keypoints.certify import Status, certify, certify_batch, worst_margins
+from usn_robust_keypoints.certify.bounds import bound_layers, concrete_max, concrete_min, propagate
+from usn_robust_keypoints.model import DetectorConfig, HeatmapDetector, KeypointModel, load_model
+from usn_robust_keypoints.model.preprocess import decode_heatmaps
+from usn_robust_keypoints.perturbation import PerturbationBox, apply_perturbation
+
+torch.set_num_threads(1)
+
+SMALL = DetectorConfig(num_keypoints=3, input_width=32, input_height=24, output_stride=4,
+                       stem_width=4, width=6, depth=1)
+
+
+def _random_model(seed: int, config: DetectorConfig = SMALL) -> KeypointModel:
+    torch.manual_seed(seed)
+    det = HeatmapDetector(config)
+    for m in det.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+            m.bias.data.uniform_(-0.2, 0.2)
+    return KeypointModel(det.eval(), device="cpu")
+
+
+def _frame(seed: int, w: int, h: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (h // 4 + 1, w // 4 + 1)).astype(np.uint8)
+    import cv2
+
+    return cv2.resize(base, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _eval_forms(form: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    """Evaluate affine forms (3, ...) at normalised parameters e (M, 2)."""
+    return form[0] + e[:, 0].view(-1, *[1] * (form.dim() - 1)) * form[1] + e[:, 1].view(-1, *[1] * (form.dim() - 1)) * form[2]
+
+
+def _check_bounds_contain_samples(model: KeypointModel, image: np.ndarray, box: PerturbationBox, n: int) -> float:
+    x0, _ = model.preprocess(image)
+    layers = bound_layers(model.detector)
+    (cl, bl), (cu, bu) = box.lower, box.upper
+    f = propagate(layers, x0, torch.tensor([[cl, cu, bl, bu]]))
+    theta = box.sample(n, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y = model.detector(apply_perturbation(x0.expand(n, -1, -1, -1), theta[:, 0].float(), theta[:, 1].float()))
+    e = torch.stack([(theta[:, 0] - 1) / max(box.alpha, 1e-12), theta[:, 1] / max(box.beta, 1e-12)], 1).float()
+    lo, hi = _eval_forms(f.lower[0], e), _eval_forms(f.upper[0], e)
+    tol = 1e-5 * (1 + float(y.abs().max()))
+    assert (y >= lo - tol).all(), float((lo - y).max())
+    assert (y <= hi + tol).all(), float((y - hi).max())
+    assert (concrete_min(f.lower) <= concrete_max(f.upper)).all()
+    return float((hi - lo).max())
+
+
+def _check_certificates(model: KeypointModel, image: np.ndarray, alpha: float, beta: float, radius: float,
+                        n: int) -> int:
+    """Every certified keypoint's sampled argmax stays within r*; returns #certified."""
+    fc = certify(model, image, alpha=alpha, beta=beta, radius=radius, margins=False)
+    x0, geo = model.preprocess(image)
+    box = PerturbationBox(alpha, beta)
+    theta = box.sample(n, torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        hm = torch.cat([model.detector(apply_perturbation(x0.expand(len(t), -1, -1, -1), t[:, 0].float(), t[:, 1].float()))
+                        for t in theta.split(2500)])
+    rows, cols, _ = decode_heatmaps(hm)
+    s = model.config.output_stride
+    xs = ((cols.double() + 0.5) * s - 0.5 + 0.5) * geo.scale[0] - 0.5
+    ys = ((rows.double() + 0.5) * s - 0.5 + 0.5) * geo.scale[1] - 0.5
+    for k, kc in enumerate(fc.keypoints):
+        d = torch.hypot(xs[:, k] - kc.x, ys[:, k] - kc.y)
+        assert kc.certified_radius >= float(d.max()) - 1e-6, (k, kc.certified_radius, float(d.max()))
+        if kc.status is Status.CERTIFIED:
+            assert kc.certified_radius <= radius
+            assert float(d.max()) <= kc.certified_radius + 1e-6
+    return sum(k.certified for k in fc.keypoints)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_bounds_contain_sampled_outputs_random_nets(seed: int) -> None:
+    model = _random_model(seed)
+    image = _frame(seed, 32, 24)
+    for eps in (0.02, 0.1):
+        _check_bounds_contain_samples(model, image, PerturbationBox(eps, eps), 10_000)
+    _check_bounds_contain_samples(model, image, PerturbationBox(0.0, 0.3), 2_000)  # clip active
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_certificates_sound_random_nets(seed: int) -> None:
+    model = _random_model(seed)
+    image = _frame(seed + 10, 48, 30)  # anisotropic frame -> input scale
+    for eps in (0.005, 0.05):
+        _check_certificates(model, image, eps, eps, 6.0, 10_000)
+
+
+def test_exact_without_unstable_relus() -> None:
+    """A conv net whose ReLUs are all stably active and whose inputs never clip: bounds exact."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(3, 2, 1))
+    with torch.no_grad():
+        net[0].weight.abs_()
+        net[0].bias.fill_(0.5)
+    x0 = 0.2 + 0.6 * torch.rand(1, 1, 6, 6)
+    box = PerturbationBox(0.05, 0.05)
+    f = propagate(bound_layers(net), x0, torch.tensor([[0.95, 1.05, -0.05, 0.05]]))
+    c, b = torch.meshgrid(torch.linspace(0.95, 1.05, 21), torch.linspace(-0.05, 0.05, 21), indexing="ij")
+    theta = torch.stack([c.flatten(), b.flatten()], 1)
+    with torch.no_grad():
+        y = net(apply_perturbation(x0.expand(len(theta), -1, -1, -1), theta[:, 0], theta[:, 1]))
+    e = torch.stack([(theta[:, 0] - 1) / 0.05, theta[:, 1] / 0.05], 1)
+    lo, hi = _eval_forms(f.lower[0], e), _eval_forms(f.upper[0], e)
+    assert torch.allclose(lo, y, atol=1e-5) and torch.allclose(hi, y, atol=1e-5)
+    assert box.alpha == 0.05
+
+
+def test_tiny_net_bounds_contain_dense_grid() -> None:
+    """With unstable ReLUs and clipping: the bounds contain a dense 101x101 theta grid."""
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 3, 3, padding=1), nn.ReLU(),
+                        nn.Conv2d(3, 2, 1))
+    x0 = torch.rand(1, 1, 8, 8)
+    f = propagate(bound_layers(net), x0, torch.tensor([[0.8, 1.2, -0.2, 0.2]]))
+    c, b = torch.meshgrid(torch.linspace(0.8, 1.2, 101), torch.linspace(-0.2, 0.2, 101), indexing="ij")
+    theta = torch.stack([c.flatten(), b.flatten()], 1)
+    with torch.no_grad():
+        y = net(apply_perturbation(x0.expand(len(theta), -1, -1, -1), theta[:, 0], theta[:, 1]))
+    e = torch.stack([(theta[:, 0] - 1) / 0.2, theta[:, 1] / 0.2], 1)
+    lo, hi = _eval_forms(f.lower[0], e), _eval_forms(f.upper[0], e)
+    assert (y >= lo - 1e-5).all() and (y <= hi + 1e-5).all()
+
+
+def test_monotone_in_radius_and_budget() -> None:
+    model = _random_model(5)
+    image = _frame(5, 32, 24)
+    ref = certify(model, image, 0.02, 0.02, radius=4.0, margins=False)
+    for kc in ref.keypoints:
+        if kc.certified:
+            for r in (kc.certified_radius, kc.certified_radius + 1.0, 50.0):
+                fc = certify(model, image, 0.02, 0.02, radius=r, margins=False)
+                assert fc.keypoints[kc.index].certified, (kc.index, r)
+    tiny = certify(model, image, 0.05, 0.05, radius=0.0, budget_ms=0.0)
+    assert all(k.status is not Status.CERTIFIED or k.certified_radius == 0.0 for k in tiny.keypoints)
+    assert all(k.status in (Status.UNKNOWN, Status.NOT_CERTIFIED) or k.certified_radius == 0.0 for k in tiny.keypoints)
+
+
+def test_zero_budget_is_never_certified_when_splitting_is_needed() -> None:
+    model = _random_model(6)
+    image = _frame(6, 32, 24)
+    full = certify(model, image, 0.05, 0.05, radius=4.0, margins=False)
+    tiny = certify(model, image, 0.05, 0.05, radius=4.0, margins=False, budget_ms=0.0)
+    from usn_robust_keypoints.certify.native import frame_context  # noqa: F401
+
+    for a, b in zip(full.keypoints, tiny.keypoints):
+        assert b.status in (Status.UNKNOWN, Status.CERTIFIED, Status.NOT_CERTIFIED)
+        if b.status is Status.CERTIFIED:  # only possible when the single whole-box pass proved it
+            assert a.certified and b.certified_radius <= 4.0
+    assert any(k.status is Status.UNKNOWN for k in tiny.keypoints) or all(
+        k.status is full.keypoints[k.index].status for k in tiny.keypoints)
+
+
+def test_margins_are_proven_values() -> None:
+    model = _random_model(7)
+    image = _frame(7, 32, 24)
+    fc = certify(model, image, 0.01, 0.01, radius=4.0, margins=True)
+    for kc in fc.keypoints:
+        assert 0.0 <= kc.beta_star <= 0.5 and 0.0 <= kc.alpha_star <= 0.5
+        if kc.beta_star > 0:
+            b = certify(model, image, 0.0, kc.beta_star, radius=4.0, margins=False)
+            assert b.keypoints[kc.index].status is not Status.NOT_CERTIFIED or b.keypoints[kc.index].certified_radius > 4
+        if kc.certified:
+            assert kc.beta_star >= 0.01 and kc.alpha_star >= 0.01
+
+
+def test_certify_batch_and_differentiable_margins() -> None:
+    model = _random_model(8)
+    x = torch.stack([model.preprocess(_frame(s, 32, 24))[0][0] for s in range(3)])
+    out = certify_batch(model.detector, x, 0.01, 0.01, radius=4.0)
+    assert out["certified"].shape == (3, SMALL.num_keypoints)
+    assert (out["certified_radius"][out["certified"]] <= 4.0).all()
+    det = model.detector
+    m = worst_margins(det, x, out["cells"], 0.01, 0.01, radius_cells=1.0)
+    assert m.shape == (3, SMALL.num_keypoints) and m.requires_grad
+    m.sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in det.parameters())
+    det.zero_grad()
+    # A positive whole-box margin is a proof: the certificate must agree.
+    for n in range(3):
+        for k in range(SMALL.num_keypoints):
+            if m[n, k] > 1e-3:
+                assert out["certified"][n, k]
+
+
+def test_shipped_model_sound() -> None:
+    from usn_robust_keypoints.weights import default_model_path
+
+    try:
+        path = default_model_path()
+    except FileNotFoundError:
+        pytest.skip("no shipped model committed yet")
+    model = load_model(path, device="cpu")
+    cfg = model.config
+    image = _frame(0, cfg.input_width, cfg.input_height)
+    _check_bounds_contain_samples(model, image, PerturbationBox(0.02, 0.02), 10_000)
+    _check_certificates(model, image, 0.02, 0.02, 4.0, 10_000)

@@ -1,0 +1,74 @@
+"""Tensor-level entry points for experiments and training (no frame geometry: input pixels).
+
+- :func:`certify_batch`: the native certificate (status, r*) for a batch of pre-processed inputs.
+- :func:`worst_margins`: a differentiable spec margin from the same forward-mode bounds (pure
+  torch), for certifiability training: > 0 proves the disk spec over the whole box with the given
+  cell as the dominating cell.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+from torch import nn
+
+from ..model.preprocess import FrameGeometry
+from .bounds import bound_layers, concrete_min, propagate
+from .api import MAX_DEPTH, _certify_box
+from .native import frame_context
+
+
+def certify_batch(detector: nn.Module, x: torch.Tensor, alpha: float, beta: float, radius: float,
+                  max_depth: int = MAX_DEPTH, budget_ms: float | None = None) -> dict[str, torch.Tensor]:
+    """Certify every keypoint of every input ``x (N, 1, h, w)`` (values in [0, 1], the model's input
+    size) at ``radius`` *input* pixels over ``c in [1-alpha, 1+alpha]``, ``b in [-beta, beta]``.
+
+    Returns ``certified (N, K) bool``, ``certified_radius (N, K)`` (input px), ``refuted (N, K)``
+    (a counter-example was found), ``unknown (N, K)`` (budget per image ran out) and ``cells
+    (N, K, 2)`` (nominal argmax row, col)."""
+    if x.dim() != 4 or x.shape[1] != 1:
+        raise ValueError(f"x must have shape (N, 1, h, w), got {tuple(x.shape)}")
+    h, w = x.shape[-2:]
+    geo = FrameGeometry(w, h, w, h)
+    out: dict[str, list] = {"certified": [], "certified_radius": [], "refuted": [], "unknown": [], "cells": []}
+    box = (1.0 - alpha, 1.0 + alpha, -beta, beta)
+    for i in range(x.shape[0]):
+        deadline = math.inf if budget_ms is None else time.perf_counter() + budget_ms / 1000.0
+        ctx = frame_context(detector, x[i:i + 1], geo)
+        rstar, states, _ = _certify_box(ctx, box, radius, deadline, max_depth)
+        out["certified"].append([s == "proven" for s in states])
+        out["refuted"].append([s == "refuted" for s in states])
+        out["unknown"].append([s == "unknown" for s in states])
+        out["certified_radius"].append(rstar)
+        out["cells"].append(ctx.cells.tolist())
+    return {"certified": torch.tensor(out["certified"], dtype=torch.bool),
+            "refuted": torch.tensor(out["refuted"], dtype=torch.bool),
+            "unknown": torch.tensor(out["unknown"], dtype=torch.bool),
+            "certified_radius": torch.tensor(out["certified_radius"], dtype=torch.float64),
+            "cells": torch.tensor(out["cells"], dtype=torch.long)}
+
+
+def worst_margins(detector: nn.Module, x: torch.Tensor, cells: torch.Tensor, alpha: float, beta: float,
+                  radius_cells: float) -> torch.Tensor:
+    """Differentiable ``min over the box, over cells s outside the disk of [H_q - H_s]`` (N, K),
+    with ``q = cells[n, k] = (row, col)`` and the disk of ``radius_cells`` heatmap cells around it.
+
+    Pure torch on the forward-mode bounds over the whole box (no splitting), so it can be a loss
+    (e.g. ``softplus(t - worst_margins(...)).mean()``); > 0 proves the spec for that keypoint."""
+    layers = bound_layers(detector, differentiable=True)
+    n = x.shape[0]
+    boxes = torch.tensor([[1.0 - alpha, 1.0 + alpha, -beta, beta]], dtype=x.dtype, device=x.device).expand(n, 4)
+    f = propagate(layers, x, boxes)
+    k, h, w = f.lower.shape[2:]
+    flat = (cells[..., 0] * w + cells[..., 1]).to(x.device)  # (N, K)
+    lo = f.lower.flatten(3)  # (N, 3, K, h*w)
+    lo_q = torch.gather(lo, 3, flat.view(n, 1, k, 1).expand(n, 3, k, 1))  # (N, 3, K, 1)
+    diff = lo_q - f.upper.flatten(3)  # (N, 3, K, h*w)
+    margin = concrete_min(diff)  # (N, K, h*w)
+    rows = torch.arange(h, device=x.device).repeat_interleave(w)
+    cols = torch.arange(w, device=x.device).repeat(h)
+    d2 = (rows.view(1, 1, -1) - cells[..., :1].to(x.device)) ** 2 + (cols.view(1, 1, -1) - cells[..., 1:].to(x.device)) ** 2
+    outside = d2.to(x.dtype) > radius_cells ** 2
+    return torch.where(outside, margin, torch.full_like(margin, math.inf)).amin(dim=2)

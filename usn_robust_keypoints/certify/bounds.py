@@ -1,0 +1,210 @@
+"""Forward-mode affine bounds of a folded detector over boxes of the 2 perturbation parameters.
+
+Every activation of the network carries a *lower* and an *upper* affine form of the normalised
+parameters ``e = (e1, e2) in [-1, 1]^2`` of its sub-box, where ``c = c_mid + c_rad * e1`` and
+``b = b_mid + b_rad * e2``. A form is a tensor ``(N, 3, C, H, W)``: index 0 the constant, 1 the
+coefficient of ``e1``, 2 the coefficient of ``e2``. For every ``e`` in the box,
+``lower(e) <= activation(e) <= upper(e)`` (sound, up to float rounding, which
+:data:`SAFETY` covers in the certificate).
+
+Everything here is pure torch (no ``.item()``), so bounds are differentiable w.r.t. the network
+weights and can be used as a training loss.
+
+Layer handlers live in :data:`HANDLERS` (type -> function); unsupported layers raise a clear
+``ValueError``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+
+@dataclass
+class FoldedConv:
+    """A Conv2d with BatchNorm folded in; ``weight``/``bias`` keep the autograd graph of the
+    original parameters when folded with ``differentiable=True``."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+    padding_mode: str = "zeros"
+
+    @property
+    def kernel_size(self) -> tuple[int, int]:
+        return tuple(self.weight.shape[-2:])
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+@dataclass
+class Forms:
+    """Lower and upper affine forms ``(N, 3, C, H, W)`` of one activation over ``N`` sub-boxes."""
+
+    lower: torch.Tensor
+    upper: torch.Tensor
+
+    @property
+    def n(self) -> int:
+        return self.lower.shape[0]
+
+
+def concrete_min(form: torch.Tensor) -> torch.Tensor:
+    """Minimum of an affine form over ``e in [-1, 1]^2``: ``a0 - |a1| - |a2|`` (exact)."""
+    return form[:, 0] - form[:, 1].abs() - form[:, 2].abs()
+
+
+def concrete_max(form: torch.Tensor) -> torch.Tensor:
+    """Maximum of an affine form over ``e in [-1, 1]^2``: ``a0 + |a1| + |a2|`` (exact)."""
+    return form[:, 0] + form[:, 1].abs() + form[:, 2].abs()
+
+
+def input_forms(x0: torch.Tensor, boxes: torch.Tensor) -> Forms:
+    """Exact forms of ``z = c * x0 + b`` (before the clip) for sub-boxes ``(N, 4) = (c_lo, c_hi,
+    b_lo, b_hi)``; ``x0`` is ``(1, 1, H, W)`` or ``(N, 1, H, W)``."""
+    boxes = boxes.to(x0.dtype)
+    cm = ((boxes[:, 0] + boxes[:, 1]) / 2).view(-1, 1, 1, 1)
+    cr = ((boxes[:, 1] - boxes[:, 0]) / 2).view(-1, 1, 1, 1)
+    bm = ((boxes[:, 2] + boxes[:, 3]) / 2).view(-1, 1, 1, 1)
+    br = ((boxes[:, 3] - boxes[:, 2]) / 2).view(-1, 1, 1, 1)
+    x0 = x0.expand(boxes.shape[0], *x0.shape[1:])
+    z = torch.stack([cm * x0 + bm, cr * x0, br.expand_as(x0)], dim=1)
+    return Forms(z, z)
+
+
+def relu_forms(f: Forms) -> Forms:
+    """Sound forms of ``relu(z)``: exact where the form is provably >= 0 or <= 0 over the box;
+    else the upper form is the chord of ``relu`` over the range of the upper form and the lower
+    form is ``lambda * lower`` with the adaptive slope ``lambda in {0, 1}``."""
+    lo_u, hi_u = concrete_min(f.upper), concrete_max(f.upper)
+    lo_l, hi_l = concrete_min(f.lower), concrete_max(f.lower)
+    # Upper: relu(z) <= relu(U(e)) <= chord over [lo_u, hi_u].
+    slope_u = torch.where(lo_u >= 0, torch.ones_like(hi_u),
+                          torch.where(hi_u <= 0, torch.zeros_like(hi_u),
+                                      hi_u / (hi_u - lo_u).clamp_min(1e-30)))
+    shift_u = torch.where((lo_u < 0) & (hi_u > 0), -lo_u, torch.zeros_like(lo_u))
+    upper = f.upper * slope_u.unsqueeze(1)
+    upper = torch.cat([upper[:, :1] + (slope_u * shift_u).unsqueeze(1), upper[:, 1:]], dim=1)
+    # Lower: relu(z) >= relu(L(e)) >= lambda * L(e) for lambda in [0, 1].
+    slope_l = torch.where(lo_l >= 0, torch.ones_like(hi_l),
+                          torch.where(hi_l <= 0, torch.zeros_like(hi_l),
+                                      (hi_l > -lo_l).to(hi_l.dtype)))
+    lower = f.lower * slope_l.unsqueeze(1)
+    return Forms(lower, upper)
+
+
+def clip01_forms(f: Forms) -> Forms:
+    """Forms of ``clip(z, 0, 1) = 1 - relu(1 - relu(z))``: exact where ``z`` stays in [0, 1]."""
+    f = relu_forms(f)
+    neg = Forms(_affine_shift(-f.upper, 1.0), _affine_shift(-f.lower, 1.0))  # 1 - z
+    g = relu_forms(neg)
+    return Forms(_affine_shift(-g.upper, 1.0), _affine_shift(-g.lower, 1.0))
+
+
+def _affine_shift(form: torch.Tensor, value: float) -> torch.Tensor:
+    return torch.cat([form[:, :1] + value, form[:, 1:]], dim=1)
+
+
+def _merge(t: torch.Tensor) -> tuple[torch.Tensor, int]:
+    n = t.shape[0]
+    return t.reshape(n * 3, *t.shape[2:]), n
+
+
+def _split(t: torch.Tensor, n: int) -> torch.Tensor:
+    return t.reshape(n, 3, *t.shape[1:])
+
+
+def conv_forms(f: Forms, conv: FoldedConv) -> Forms:
+    """Forms through a Conv2d (centre/radius form: 2 convolutions of the stacked coefficients)."""
+    mid, n = _merge((f.lower + f.upper) / 2)
+    rad, _ = _merge((f.upper - f.lower) / 2)
+    kw = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation, groups=conv.groups)
+    if conv.padding_mode != "zeros":
+        raise ValueError(f"unsupported Conv2d padding_mode {conv.padding_mode!r} (only 'zeros')")
+    m = _split(F.conv2d(mid, conv.weight, None, **kw), n)
+    r = _split(F.conv2d(rad, conv.weight.abs(), None, **kw), n)
+    if conv.bias is not None:
+        m = torch.cat([m[:, :1] + conv.bias.view(1, 1, -1, 1, 1), m[:, 1:]], dim=1)
+    return Forms(m - r, m + r)
+
+
+def upsample_forms(f: Forms, up: nn.Upsample) -> Forms:
+    """Forms through nearest-neighbour upsampling (exact)."""
+    if up.mode != "nearest":
+        raise ValueError(f"unsupported Upsample mode {up.mode!r} (only 'nearest')")
+
+    def apply(t: torch.Tensor) -> torch.Tensor:
+        m, n = _merge(t)
+        return _split(F.interpolate(m, size=up.size, scale_factor=up.scale_factor, mode="nearest"), n)
+
+    return Forms(apply(f.lower), apply(f.upper))
+
+
+def identity_forms(f: Forms, _: nn.Module) -> Forms:
+    return f
+
+
+HANDLERS: dict[type, Callable[[Forms, nn.Module], Forms]] = {
+    FoldedConv: conv_forms,
+    nn.ReLU: lambda f, _: relu_forms(f),
+    nn.Upsample: upsample_forms,
+    nn.Identity: identity_forms,
+    nn.Dropout: identity_forms,
+}
+
+
+def bound_layers(net: nn.Module, differentiable: bool = False) -> list:
+    """The layer list of a detector or ``nn.Sequential`` with every Conv2d (+ BatchNorm2d in eval
+    form) folded into a :class:`FoldedConv`; raises ``ValueError`` naming an unsupported layer.
+    ``differentiable=True`` keeps the autograd graph to the network's parameters."""
+    seq = getattr(net, "net", net)
+    if not isinstance(seq, nn.Sequential):
+        raise ValueError(f"expected a HeatmapDetector or nn.Sequential, got {type(net).__name__}")
+    mods = list(seq)
+    layers: list = []
+    i = 0
+    while i < len(mods):
+        m = mods[i]
+        if isinstance(m, nn.Conv2d):
+            if m.padding_mode != "zeros" or isinstance(m.padding, str):
+                raise ValueError(f"unsupported Conv2d padding {m.padding!r}/{m.padding_mode!r} (zeros, int only)")
+            w, b = m.weight, m.bias
+            if i + 1 < len(mods) and isinstance(mods[i + 1], nn.BatchNorm2d):
+                bn = mods[i + 1]
+                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                w = w * scale.view(-1, 1, 1, 1)
+                b = ((b if b is not None else torch.zeros_like(bn.running_mean)) - bn.running_mean) * scale + bn.bias
+                i += 1
+            if not differentiable:
+                w, b = w.detach(), (b.detach() if b is not None else None)
+            layers.append(FoldedConv(w, b, m.stride, m.padding, m.dilation, m.groups))
+        elif isinstance(m, nn.BatchNorm2d):
+            raise ValueError("BatchNorm2d not preceded by Conv2d is not supported")
+        elif type(m) in HANDLERS:
+            layers.append(m)
+        else:
+            raise ValueError(f"layer {type(m).__name__} is not supported by the native certifier "
+                             f"(supported: Conv2d, BatchNorm2d after Conv2d, "
+                             f"{', '.join(t.__name__ for t in HANDLERS if t is not FoldedConv)})")
+        i += 1
+    if not layers or not isinstance(layers[-1], FoldedConv):
+        raise ValueError("the network must end with a Conv2d heatmap head")
+    return layers
+
+
+def propagate(layers: list[nn.Module], x0: torch.Tensor, boxes: torch.Tensor) -> Forms:
+    """Forms of the output heatmaps ``(N, 3, K, h, w)`` over the sub-boxes ``(N, 4) = (c_lo, c_hi,
+    b_lo, b_hi)`` for the input ``x(theta) = clip(c * x0 + b, 0, 1)``."""
+    f = clip01_forms(input_forms(x0, boxes))
+    for m in layers:
+        f = HANDLERS[type(m)](f, m)
+    return f
