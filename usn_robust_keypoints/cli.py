@@ -18,12 +18,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-images", type=int, default=16000, help="synthetic training scenes")
     p.add_argument("--coco", help="train on this COCO-keypoints JSON instead of synthetic scenes")
     p.add_argument("--init", help="start from this checkpoint (fine-tuning); its architecture is kept")
-    p.add_argument("--input-size", default="160x120", help="WIDTHxHEIGHT of the network input")
-    p.add_argument("--stride", type=int, default=2, choices=(2, 4))
-    p.add_argument("--stem-width", type=int, default=16)
-    p.add_argument("--width", type=int, default=32)
-    p.add_argument("--depth", type=int, default=3)
-    p.add_argument("--head-width", type=int, default=16)
+    p.add_argument("--input-size", help="WIDTHxHEIGHT of the network input (default: DetectorConfig's)")
+    p.add_argument("--stride", type=int, choices=(2, 4), help="output stride (default: DetectorConfig's)")
+    for name in ("stem-width", "width", "depth", "head-width"):
+        p.add_argument(f"--{name}", type=int, help="architecture (default: DetectorConfig's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto|cpu|cuda")
     p.set_defaults(func=_cmd_train)
@@ -159,13 +157,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         model, _ = load_detector(args.init)
         cfg = model.config
     else:
-        w, h = (int(v) for v in args.input_size.lower().split("x"))
-        names = CHESSBOARD_9X6.keypoint_names
-        if args.coco:
-            names = load_coco(args.coco)[1]
-        cfg = DetectorConfig(num_keypoints=len(names), keypoint_names=names, input_width=w, input_height=h,
-                             output_stride=args.stride, stem_width=args.stem_width, width=args.width,
-                             depth=args.depth, head_width=args.head_width)
+        names = load_coco(args.coco)[1] if args.coco else CHESSBOARD_9X6.keypoint_names
+        arch = {k: getattr(args, k) for k in ("stem_width", "width", "depth", "head_width")}
+        arch["output_stride"] = args.stride
+        if args.input_size:
+            arch["input_width"], arch["input_height"] = (int(v) for v in args.input_size.lower().split("x"))
+        cfg = DetectorConfig(num_keypoints=len(names), keypoint_names=names,
+                             **{k: v for k, v in arch.items() if v is not None})
         model = HeatmapDetector(cfg)
     if args.coco:
         records, _, _ = load_coco(args.coco)

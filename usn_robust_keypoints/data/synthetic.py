@@ -27,9 +27,9 @@ SPLIT_SEEDS = {"train": 1000, "val": 2000, "test": 3000}
 class SceneConfig:
     """Ranges of the random scene parameters."""
 
-    width: int = 160
-    height: int = 120
-    render_scale: int = 2
+    width: int = 128
+    height: int = 96
+    render_scale: int = 3
     board_width: tuple[float, float] = (0.35, 0.95)  # projected board width / image width
     max_tilt_deg: float = 50.0
     blur_sigma: tuple[float, float] = (0.0, 1.5)  # at render scale

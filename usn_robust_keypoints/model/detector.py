@@ -25,13 +25,13 @@ class DetectorConfig:
 
     num_keypoints: int = 4
     keypoint_names: list[str] = field(default_factory=list)
-    input_width: int = 160
-    input_height: int = 120
+    input_width: int = 128
+    input_height: int = 96
     output_stride: int = 2
-    stem_width: int = 16
-    width: int = 32
+    stem_width: int = 12
+    width: int = 24
     depth: int = 3
-    head_width: int = 16
+    head_width: int = 12
     target: str = "chessboard_9x6"
     # Channel counts of every conv layer after pruning (None = derived from the widths above).
     channels: list[int] | None = None
