@@ -21,7 +21,7 @@ def generate_launch_description():
     return LaunchDescription([
         DeclareLaunchArgument("image", default_value="/camera/image_raw",
                               description="image topic between the camera and the two nodes"),
-        DeclareLaunchArgument("source", default_value="opencv-doc:left*.jpg",
+        DeclareLaunchArgument("source", default_value="opencv-doc:left[0-9]*.jpg",
                               description="synthetic | opencv-doc:<glob> | camera index | video | folder"),
         DeclareLaunchArgument("params_file", default_value=default_params,
                               description="ROS params YAML with the three nodes' sections"),

@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_ros_command("cmd_run"))
     p = sub.add_parser("demo", help="camera -> detector + certifier on the shipped model; live table + annotated PNG")
     p.add_argument("--duration", type=float, default=20.0, help="seconds (default 20)")
-    p.add_argument("--source", default="opencv-doc:left*.jpg",
+    p.add_argument("--source", default="opencv-doc:left[0-9]*.jpg",
                    help="synthetic | opencv-doc:<glob> | camera index | video | image folder/glob")
     p.add_argument("--model", default=None, help="checkpoint (default: the shipped pruned model)")
     p.add_argument("--rate", type=float, default=15.0, help="camera Hz (default 15)")

@@ -1,6 +1,6 @@
 """``certifier`` node: images -> ``CertifiedKeypoints`` (per-keypoint certified margins).
 
-Subscribes ``image`` and keeps only the latest frame: a worker thread certifies it within
+Subscribes ``image``, rejects bad frames at once, and keeps only the latest good frame: a worker thread certifies it within
 ``budget_ms`` while newer frames replace older unprocessed ones, which are counted as skipped —
 so the certifier never slows down the camera or the detector (run it as its own node/process).
 Publishes ``certified_keypoints`` (usn_robust_keypoints_msgs/CertifiedKeypoints, the image's
@@ -16,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import rclpy
 import torch
 from rcl_interfaces.msg import SetParametersResult
@@ -81,7 +82,7 @@ class CertifierNode(Node):
         torch.set_num_threads(max(1, int(p("num_threads").value)))
         self.counters = FrameCounters()
         self._lock = threading.Condition()
-        self._latest: Image | None = None
+        self._latest: tuple[Image, np.ndarray] | None = None
         self._stop = False
         self.model = None
         try:
@@ -132,11 +133,16 @@ class CertifierNode(Node):
         return SetParametersResult(successful=True)
 
     def _on_image(self, msg: Image) -> None:
+        self.counters.add(received=1)
+        try:  # validated here, so every bad frame is counted as rejected (never silently skipped)
+            frame = to_detector_frame(msg)
+        except ImageConversionError as e:
+            self._reject(msg, str(e))
+            return
         with self._lock:
-            self.counters.add(received=1)
             if self._latest is not None:
                 self.counters.add(skipped=1)
-            self._latest = msg
+            self._latest = (msg, frame)
             self._lock.notify()
 
     def _work(self) -> None:
@@ -146,25 +152,24 @@ class CertifierNode(Node):
                     self._lock.wait()
                 if self._stop:
                     return
-                msg, self._latest = self._latest, None
+                (msg, frame), self._latest = self._latest, None
                 model, s = self.model, self.settings
             if model is None:
                 self._reject(msg, "no model loaded (see model_path)")
                 continue
             try:
-                frame = to_detector_frame(msg)
                 t0 = time.perf_counter()
                 cert = certify(model, frame, alpha=s.alpha, beta=s.beta, radius=s.radius, backend=s.backend,
                                budget_ms=s.budget_ms or None, margins=s.margins)
                 dt = (time.perf_counter() - t0) * 1e3
-            except (ImageConversionError, ValueError) as e:
+            except ValueError as e:
                 self._reject(msg, str(e))
                 continue
             name = model.path.name if model.path is not None else ""
             try:
                 self._pub.publish(certificate_to_msg(cert, msg.header, name))
             except Exception:  # the context was shut down while certifying (Ctrl-C)
-                if self._stop or not rclpy.ok(self.context):
+                if self._stop or not rclpy.ok(context=self.context):
                     return
                 raise
             self.counters.add(processed=1)

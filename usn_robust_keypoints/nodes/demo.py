@@ -56,7 +56,7 @@ def _row(t: float, mon: PipelineMonitor, rec, skipped: int, rejected: int) -> st
             f"{skipped:7d} {rejected:8d} {msg.time_ms:6.0f}")
 
 
-def run_demo(duration: float = 20.0, source: str = "opencv-doc:left*.jpg", model: str | None = None,
+def run_demo(duration: float = 20.0, source: str = "opencv-doc:left[0-9]*.jpg", model: str | None = None,
              rate: float = 15.0, out_dir: str | Path = "results/demo", video: bool = False,
              config: str = "demo.yaml", device: str = "auto") -> int:
     """Run the demo for ``duration`` seconds; returns 0 when certificates were published."""
