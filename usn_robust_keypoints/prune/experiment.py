@@ -122,6 +122,7 @@ def evaluate_detector(detector: HeatmapDetector, test_images: np.ndarray, test_k
            f"pck@{cfg.tolerance:g}px": ev.pck(cfg.tolerance), "mean_error_px": ev.mean_error,
            "latency_ms": detector_latency_ms(detector)}
     n = min(cfg.cert_frames, len(test_images))
+    certify(km, test_images[0], alpha=cfg.eps[0], beta=cfg.eps[0], radius=cfg.radius, margins=False)  # warm-up
     for k, eps in enumerate(cfg.eps):
         ok, acc, betas, times = [], [], [], []
         it = tqdm(range(n), desc=f"certify eps={eps:g}", unit="frame", leave=False, disable=not progress)

@@ -1,0 +1,63 @@
+"""Tiny end-to-end runs of `usn-keypoints prune` and the experiment (quick mode)."""
+
+import json
+
+import pytest
+import torch
+
+from usn_robust_keypoints.cli import main
+from usn_robust_keypoints.model import DetectorConfig, HeatmapDetector, load_detector, save_checkpoint
+from usn_robust_keypoints.prune.usn import hidden_convs
+
+CFG = DetectorConfig(input_width=32, input_height=24, stem_width=6, width=8, depth=1, head_width=6)
+
+
+@pytest.fixture()
+def tiny_model(tmp_path):
+    torch.manual_seed(0)
+    return save_checkpoint(HeatmapDetector(DetectorConfig(**CFG.to_dict())), tmp_path / "tiny.safetensors")
+
+
+def test_prune_cli_removes_channels_and_reloads(tiny_model, tmp_path):
+    method, lam = "usn", 0.5
+    out = tmp_path / f"pruned_{method}"
+    rc = main(["prune", "--model", str(tiny_model), "--method", method, "--sparsity", "0.5", "--wasserstein",
+               str(lam), "--out", str(out), "--train-images", "16", "--test-images", "4", "--steps-per-round", "1",
+               "--recovery-steps", "1", "--batch-size", "2", "--round-fraction", "0.25"])
+    assert rc == 0
+    model, info = load_detector(out.with_suffix(".safetensors"))
+    dense, _ = load_detector(tiny_model)
+    before = sum(c.out_channels for _, c, _ in hidden_convs(dense))
+    after = sum(c.out_channels for _, c, _ in hidden_convs(model))
+    assert after == before - round(0.5 * before)
+    assert model.config.channels == [c.out_channels for _, c, _ in hidden_convs(model)]
+    assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in dense.parameters())
+    assert model(torch.rand(1, 1, 24, 32)).shape == (1, CFG.num_keypoints, 12, 16)
+    assert info["pruning"]["method"] == method and info["pruning"]["wasserstein"] == lam
+    assert len(info["pruning"]["removed"]) == 2  # two rounds of 25 %
+    if method == "usn":
+        scores = json.loads(out.with_suffix(".usn_scores.json").read_text())
+        assert len(scores["layers"]) == len(hidden_convs(dense))
+        assert out.with_suffix(".usn_scores.png").stat().st_size > 0
+
+
+def test_prune_cli_rejects_bad_sparsity(tiny_model, tmp_path):
+    assert main(["prune", "--model", str(tiny_model), "--sparsity", "1.5", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_experiment_quick_writes_table_and_plots(tiny_model, tmp_path):
+    out = tmp_path / "results"
+    rc = main(["experiment", "--quick", "--model", str(tiny_model), "--out", str(out), "--threads", "1"])
+    assert rc == 0
+    doc = json.loads((out / "results.json").read_text())
+    rows = doc["rows"]
+    assert rows[0]["model"] == "dense" and {r["sparsity"] for r in rows[1:]} == {0.5}
+    assert {r["method"] for r in rows} == {"dense", "usn", "random"}
+    for r in rows:
+        assert 0 <= r["cert_acc@0.02"] <= r["cert_rate@0.02"] <= 1
+        assert r["cert_ms@0.02"] > 0 and r["params"] > 0 and r["mean_beta_star"] >= 0
+    assert all(r["params"] < rows[0]["params"] for r in rows[1:])
+    table = (out / "results.md").read_text()
+    assert "| dense |" in table and "USN+W" in table
+    for png in ("certified_accuracy.png", "pck.png", "cert_time.png"):
+        assert (out / png).stat().st_size > 0
