@@ -54,12 +54,13 @@ def validate_request(image: np.ndarray, alpha: float, beta: float, radius: float
 
 def certify(model: KeypointModel, image: np.ndarray, alpha: float = 0.02, beta: float = 0.02,
             radius: float = 4.0, backend: str = "native", budget_ms: float | None = None,
-            margins: bool = True, method: str = "CROWN") -> FrameCertificate:
+            margins: bool = True, method: str = "CROWN", max_depth: int | None = None) -> FrameCertificate:
     """Certify every keypoint of ``image`` (uint8 gray/BGR, any size) against
     ``clip(c*x + b, 0, 1)``, ``c in [1-alpha, 1+alpha]``, ``b in [-beta, beta]`` at ``radius``
     frame pixels. ``budget_ms`` bounds the time (undecided keypoints become ``UNKNOWN``);
     ``margins=False`` skips the beta*/alpha* bisection. ``method`` selects the auto_LiRPA
-    method (IBP, CROWN, alpha-CROWN) for ``backend="auto_lirpa"``."""
+    method (IBP, CROWN, alpha-CROWN) for ``backend="auto_lirpa"``; ``max_depth`` caps the native
+    box splitting (0 = one bound pass over the whole box; default :data:`MAX_DEPTH`)."""
     validate_request(image, alpha, beta, radius, backend, budget_ms)
     t0 = time.perf_counter()
     deadline = math.inf if budget_ms is None else t0 + budget_ms / 1000.0
@@ -72,7 +73,8 @@ def certify(model: KeypointModel, image: np.ndarray, alpha: float = 0.02, beta: 
         rstar, states, times = certify_lirpa(ctx, alpha, beta, radius, method)
         beta_star = alpha_star = [math.nan] * len(names)
     else:
-        rstar, states, times = _certify_box(ctx, (1 - alpha, 1 + alpha, -beta, beta), radius, deadline, MAX_DEPTH)
+        rstar, states, times = _certify_box(ctx, (1 - alpha, 1 + alpha, -beta, beta), radius, deadline,
+                                           MAX_DEPTH if max_depth is None else max_depth)
         beta_star = alpha_star = [math.nan] * len(names)
         if margins:
             proven = [s == "proven" for s in states]
