@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="tiny smoke run (seconds to minutes)")
     p.add_argument("--wasserstein", type=float, help="λ of the USN+W rows")
     p.add_argument("--cert-frames", type=int, help="test frames certified per model")
+    p.add_argument("--max-depth", type=int, help="native θ-box splitting depth (default: certify's)")
+    p.add_argument("--train-images", type=int, help="synthetic training scenes for fine-tuning")
     p.add_argument("--no-ablations", action="store_true")
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int, help="torch CPU threads (default 1)")

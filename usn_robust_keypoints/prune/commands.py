@@ -65,7 +65,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from .usn import UsnConfig
 
     kw = {k: v for k, v in dict(model=args.model, seed=args.seed, threads=args.threads,
-                                wasserstein=args.wasserstein, cert_frames=args.cert_frames).items() if v is not None}
+                                wasserstein=args.wasserstein, cert_frames=args.cert_frames,
+                                max_depth=args.max_depth, train_images=args.train_images).items() if v is not None}
     if args.no_ablations:
         kw["ablations"] = False
     cfg = ExperimentConfig.quick(**kw) if args.quick else ExperimentConfig(**kw)
