@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .monitor import PipelineMonitor
 from .pipeline import running_pipeline
 
 
