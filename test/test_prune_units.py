@@ -158,3 +158,23 @@ def test_each_baseline_runs(name):
     prune_step(m, imp, 6)
     assert count_hidden_channels(m) == before - 6
     assert m(_images(1)).shape[1] == CFG.num_keypoints
+
+
+def test_fine_tune_with_wasserstein_drives_marked_gates_to_zero():
+    import numpy as np
+
+    from usn_robust_keypoints.prune.schedule import fine_tune
+
+    m = _model()
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 255, (16, CFG.input_height, CFG.input_width)).astype(np.uint8)
+    kps = rng.uniform(2, 20, (16, CFG.num_keypoints, 2)).astype(np.float32)
+    bns = [bn for _, _, bn in hidden_convs(m)]
+    marks = [torch.tensor([0, 1]) for _ in bns]
+    before = [bn.weight.detach().abs().clone() for bn in bns]
+    fine_tune(m, imgs, kps, steps=40, batch_size=2, lr=1e-3, seed=0, progress=False,
+              gate_loss=lambda mod: wasserstein_loss([b for _, _, b in hidden_convs(mod)], marks, "assigned"))
+    for bn, b0 in zip(bns, before):
+        g = bn.weight.detach().abs()
+        assert g[:2].max() < 0.1 * b0[:2].min()  # marked gates collapsed
+        assert g[2:].min() > 0.5 * b0[2:].min()  # the others did not

@@ -8,9 +8,15 @@ trajectory passes through every requested sparsity; at each one a copy is taken 
 One round, with ``lambda = 0`` (plain):    fine-tune ``steps_per_round`` -> score -> remove.
 One round, with ``lambda > 0`` (USN + W):  score -> mark the channels to remove -> fine-tune
 ``steps_per_round`` with task loss + ``lambda * W`` (wasserstein.py: gates of the marked channels
-driven to 0) -> score again -> remove.
-Channel scores are always taken right before removal; the same global allocation rule
-(surgery.select_channels) applies to every criterion.
+driven to 0) -> remove the marked channels.
+
+Fine-tuning (:func:`fine_tune`) is the project's training step (same targets, task loss,
+brightness/contrast augmentation, AdamW + one-cycle schedule as ``train.train_detector``). The
+``lambda * W`` term is minimised by a separate plain gradient step of size ``w_lr`` on the BN
+gates after each AdamW step (decoupled, like AdamW's weight decay; annealed with the lr): Adam normalises gradient
+magnitudes, so inside Adam the strength of the term would not depend on ``lambda`` and a gate
+could move only ``lr`` per step.
+The same global allocation rule (surgery.select_channels) applies to every criterion.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ import torch_pruning as tp
 from tqdm import tqdm
 
 from ..model.detector import HeatmapDetector
-from ..train import heatmap_targets, task_loss, train_detector
+from ..perturbation import PerturbationBox, apply_perturbation
+from ..train import heatmap_targets, task_loss
 from .baselines import BASELINES, accumulate_gradients, baseline_importance
 from .surgery import UsnImportance, channel_importance, count_hidden_channels, dependency_graph, remove_channels, select_channels
 from .usn import UsnConfig, hidden_convs, usn_scores
@@ -44,6 +51,7 @@ class ScheduleConfig:
     recovery_steps: int = 80
     wasserstein: float = 0.0
     w_variant: str = "assigned"
+    w_lr: float = 1.0
     batch_size: int = 16
     lr: float = 1e-3
     min_keep: float = 0.125  # every layer keeps at least this fraction of its original width
@@ -82,6 +90,48 @@ def round_plan(total: int, targets: tuple[float, ...], round_fraction: float) ->
     fracs = set(np.round(np.arange(round_fraction, top + 1e-9, round_fraction), 6)) | set(targets)
     counts = sorted({int(round(f * total)) for f in fracs if f <= top + 1e-9})
     return [c for c in counts if c > 0]
+
+
+def fine_tune(model: HeatmapDetector, images: np.ndarray, keypoints: np.ndarray, steps: int, batch_size: int,
+              lr: float, seed: int, gate_loss=None, w_lr: float = 1.0, weight_decay: float = 1e-4,
+              augment: PerturbationBox = PerturbationBox(0.3, 0.15), progress: bool = True,
+              desc: str = "fine-tune") -> list[float]:
+    """Fine-tune ``model`` in place (task loss, AdamW, one-cycle lr, brightness/contrast
+    augmentation). If ``gate_loss(model)`` is given, each step is followed by
+    ``gate -= w_lr * (lr_t / lr) * d gate_loss / d gate`` on the hidden BN weights (the step
+    follows the one-cycle lr, so it anneals). Returns the task losses."""
+    cfg = model.config
+    dev = next(model.parameters()).device
+    model.train()
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.1)
+    imgs = torch.from_numpy(images)
+    kps = torch.from_numpy(np.asarray(keypoints, np.float32))
+    gates = [bn.weight for _, _, bn in hidden_convs(model)]
+    losses: list[float] = []
+    for _ in tqdm(range(steps), desc=desc, unit="step", leave=False, disable=not progress):
+        idx = torch.randint(0, len(imgs), (batch_size,), generator=gen)
+        x = imgs[idx].to(dev, torch.float32).div_(255.0).unsqueeze(1)
+        theta = augment.sample(batch_size + 4, gen)[4:]
+        x = apply_perturbation(x, theta[:, 0].to(dev), theta[:, 1].to(dev))
+        loss = task_loss(model(x), heatmap_targets(kps[idx].to(dev), cfg))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if gate_loss is not None:
+            w = gate_loss(model)
+            if w.requires_grad:
+                step = w_lr * sched.get_last_lr()[0] / lr  # annealed with the lr: no end oscillation
+                grads = torch.autograd.grad(w, gates, allow_unused=True)
+                with torch.no_grad():
+                    for g, d in zip(gates, grads):
+                        if d is not None:
+                            g.sub_(step * d)
+        sched.step()
+        losses.append(loss.item())
+    model.eval()
+    return losses
 
 
 class _Criterion:
@@ -138,16 +188,14 @@ def progressive_prune(detector: HeatmapDetector, images: np.ndarray, keypoints: 
                unit="round", disable=not progress)
     for r, count in enumerate(bar):
         n = count - removed_so_far
+        gate_loss = None
         if cfg.wasserstein > 0:
             marked = _select(model, criterion(model), n, floors, gen)
             masks = [torch.tensor(m, dtype=torch.long) for m in marked]
-            extra = lambda m, masks=masks: cfg.wasserstein * wasserstein_loss(bns(m), masks, cfg.w_variant)  # noqa: E731
-            train_detector(model, images, keypoints, steps=cfg.steps_per_round, seed=cfg.seed * 100 + r,
-                           extra_loss=extra, desc=f"round {r + 1} fine-tune+W", **fit)
-        else:
-            train_detector(model, images, keypoints, steps=cfg.steps_per_round, seed=cfg.seed * 100 + r,
-                           desc=f"round {r + 1} fine-tune", **fit)
-        removal = _select(model, criterion(model), n, floors, gen)
+            gate_loss = lambda m, masks=masks: cfg.wasserstein * wasserstein_loss(bns(m), masks, cfg.w_variant)  # noqa: E731
+        fine_tune(model, images, keypoints, steps=cfg.steps_per_round, seed=cfg.seed * 100 + r, gate_loss=gate_loss,
+                  w_lr=cfg.w_lr, desc=f"round {r + 1} fine-tune" + ("+W" if gate_loss else ""), **fit)
+        removal = marked if gate_loss is not None else _select(model, criterion(model), n, floors, gen)
         remove_channels(model, removal)
         model.zero_grad(set_to_none=True)
         history.append(removal)
@@ -155,8 +203,8 @@ def progressive_prune(detector: HeatmapDetector, images: np.ndarray, keypoints: 
         bar.set_postfix(channels=count_hidden_channels(model))
         if count in targets:
             snap = copy.deepcopy(model)
-            train_detector(snap, images, keypoints, steps=cfg.recovery_steps, seed=cfg.seed * 100 + 50 + r,
-                           desc=f"recovery @{targets[count]:.0%}", **fit)
+            fine_tune(snap, images, keypoints, steps=cfg.recovery_steps, seed=cfg.seed * 100 + 50 + r,
+                      desc=f"recovery @{targets[count]:.0%}", **fit)
             snap.sync_config()
             results.append(PruneResult(targets[count], snap.cpu().eval(), list(snap.config.channels),
                                        copy.deepcopy(history)))
