@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name}", type=int, help="architecture (default: DetectorConfig's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto|cpu|cuda")
+    _robust_args(p)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="PCK@r and mean pixel error of a model")
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--usn-relu-weight", type=float, default=0.0, help="exponent of the ReLU-stability weight")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    _robust_args(p)
     p.set_defaults(func=_prune_command("cmd_prune"))
 
     p = sub.add_parser("experiment", help="pruning comparison (USN, USN+W, baselines): markdown table + plots")
@@ -144,8 +146,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-steps", type=int, default=1500, help="training steps of the bench detector (cached)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.set_defaults(func=lambda a: __import__("usn_robust_keypoints.certify.bench", fromlist=["x"]).cmd_bench_certify(a))
+    # certifiability trade-off (usn_robust_keypoints.tradeoff)
+    p = sub.add_parser("tradeoff", help="PCK@3px vs certified accuracy of models at several ε: table + PNG")
+    p.add_argument("--models", nargs="+", help="checkpoints (default: the shipped dense model)")
+    p.add_argument("--labels", nargs="+", help="one label per model (default: file stems)")
+    p.add_argument("--out", default="results/certifiability", help="results folder")
+    p.add_argument("--eps", type=float, nargs="+", default=[0.02, 0.05, 0.1], help="α = β values certified")
+    p.add_argument("--frames", type=int, default=64, help="synthetic test scenes certified per ε")
+    p.add_argument("--radius", type=float, default=4.0, help="disk radius r (frame px)")
+    p.add_argument("--budget-ms", type=float, default=1000.0, help="certification budget per frame")
+    p.add_argument("--max-depth", type=int, help="native θ-box splitting depth (default: certify's)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.set_defaults(func=lambda a: __import__("usn_robust_keypoints.tradeoff", fromlist=["x"]).cmd_tradeoff(a))
     # --- subcommands (one block each; add new blocks above this line) ---
     return parser
+
+
+def _robust_args(p: argparse.ArgumentParser) -> None:
+    """Certifiability-training options (usn_robust_keypoints.certify.training_loss)."""
+    g = p.add_argument_group("certifiability training (robustness term from the certifier's bounds)")
+    g.add_argument("--robust-kappa", type=float, default=0.0, help="weight κ of the robustness term (0: off)")
+    g.add_argument("--robust-eps", type=float, default=0.1, help="α = β of the training box (after the ramp)")
+    g.add_argument("--robust-ramp", type=float, default=0.5, help="fraction of the steps over which ε ramps up from 0")
+    g.add_argument("--robust-batch", type=int, default=8, help="images per step for the robustness term")
+    g.add_argument("--robust-radius", type=float, default=4.0, help="disk radius r (model-input px)")
 
 
 def _real_set(side: str):
@@ -175,6 +199,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .data import CHESSBOARD_9X6, generate_split, load_coco
     from .evaluate import evaluate_model
     from .model import DetectorConfig, HeatmapDetector, KeypointModel, load_detector, save_checkpoint
+    from .certify.training_loss import robust_term
     from .train import to_training_arrays, train_detector
 
     import numpy as np
@@ -200,10 +225,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         from .data import SceneConfig
 
         images, kps = generate_split("train", args.train_images, SceneConfig(cfg.input_width, cfg.input_height))
+    robust = robust_term(args, images, kps, args.steps)
     losses = train_detector(model, images, kps, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                            seed=args.seed, device=args.device)
+                            seed=args.seed, device=args.device, extra_loss=robust)
     info = {"train": {k: v for k, v in vars(args).items() if k != "func"},
             "final_loss": float(np.mean(losses[-50:]))}
+    if robust is not None:
+        info["robust"] = robust.summary()
+        print(f"robustness term (last 50 steps): {info['robust']}")
     if not args.coco:
         from .data import SceneConfig
 

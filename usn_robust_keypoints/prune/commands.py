@@ -22,7 +22,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from ..evaluate import evaluate_model
     from ..model import KeypointModel, load_detector, save_checkpoint
     from ..weights import default_model_path
-    from .schedule import ScheduleConfig, progressive_prune
+    from ..certify.training_loss import robust_term
+    from .schedule import ScheduleConfig, progressive_prune, round_plan
+    from .surgery import count_hidden_channels
     from .usn import plot_scores, save_scores, usn_scores
 
     torch.set_num_threads(args.threads)
@@ -43,9 +45,13 @@ def cmd_prune(args: argparse.Namespace) -> int:
         scores = usn_scores(dense, calib, sched.usn, progress=True)
         save_scores(scores, out.with_suffix(".usn_scores.json"), sched.usn)
         plot_scores(scores, out.with_suffix(".usn_scores.png"))
-    result = progressive_prune(dense, images, kps, sched)[-1]
+    steps = len(round_plan(count_hidden_channels(dense), sched.targets, sched.round_fraction)) * sched.steps_per_round
+    robust = robust_term(args, images, kps, steps + sched.recovery_steps)
+    result = progressive_prune(dense, images, kps, sched, extra_loss=robust)[-1]
     params = sum(p.numel() for p in result.detector.parameters())
     info = {"pruning": {**sched.to_dict(), "source": str(src), "sparsity": result.sparsity, "removed": result.removed}}
+    if robust is not None:
+        info["robust"] = robust.summary()
     if args.test_images > 0:
         te_x, te_k = generate_split("test", args.test_images, sc)
         ev = evaluate_model(KeypointModel(result.detector, "cpu"), list(te_x), te_k, CHESSBOARD_9X6.symmetries,

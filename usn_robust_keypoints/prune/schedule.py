@@ -95,11 +95,12 @@ def round_plan(total: int, targets: tuple[float, ...], round_fraction: float) ->
 def fine_tune(model: HeatmapDetector, images: np.ndarray, keypoints: np.ndarray, steps: int, batch_size: int,
               lr: float, seed: int, gate_loss=None, w_lr: float = 1.0, weight_decay: float = 1e-4,
               augment: PerturbationBox = PerturbationBox(0.3, 0.15), progress: bool = True,
-              desc: str = "fine-tune") -> list[float]:
+              desc: str = "fine-tune", extra_loss=None) -> list[float]:
     """Fine-tune ``model`` in place (task loss, AdamW, one-cycle lr, brightness/contrast
     augmentation). If ``gate_loss(model)`` is given, each step is followed by
     ``gate -= w_lr * (lr_t / lr) * d gate_loss / d gate`` on the hidden BN weights (the step
-    follows the one-cycle lr, so it anneals). Returns the task losses."""
+    follows the one-cycle lr, so it anneals). ``extra_loss(model)`` (e.g. the certifiability term
+    of certify.training_loss) is added to the task loss. Returns the task losses."""
     cfg = model.config
     dev = next(model.parameters()).device
     model.train()
@@ -116,8 +117,9 @@ def fine_tune(model: HeatmapDetector, images: np.ndarray, keypoints: np.ndarray,
         theta = augment.sample(batch_size + 4, gen)[4:]
         x = apply_perturbation(x, theta[:, 0].to(dev), theta[:, 1].to(dev))
         loss = task_loss(model(x), heatmap_targets(kps[idx].to(dev), cfg))
+        total = loss + extra_loss(model) if extra_loss is not None else loss  # e.g. certifiability term
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         opt.step()
         if gate_loss is not None:
             w = gate_loss(model)
@@ -167,11 +169,11 @@ def _select(model: HeatmapDetector, importance: tp.importance.Importance, n: int
 
 
 def progressive_prune(detector: HeatmapDetector, images: np.ndarray, keypoints: np.ndarray,
-                      config: ScheduleConfig, progress: bool = True) -> list[PruneResult]:
+                      config: ScheduleConfig, progress: bool = True, extra_loss=None) -> list[PruneResult]:
     """Prune a copy of ``detector`` progressively; one :class:`PruneResult` per target sparsity.
 
     ``images`` (N, h, w) uint8 and ``keypoints`` (N, K, 2) (network-input pixels) are the
-    fine-tuning and calibration data (training split only)."""
+    fine-tuning and calibration data (training split only); ``extra_loss`` goes to every fine-tuning."""
     cfg = config
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -183,7 +185,7 @@ def progressive_prune(detector: HeatmapDetector, images: np.ndarray, keypoints: 
     criterion = _Criterion(cfg, images, keypoints)
     bns = lambda m: [bn for _, _, bn in hidden_convs(m)]  # noqa: E731
     removed_so_far, history, results = 0, [], []
-    fit = dict(batch_size=cfg.batch_size, lr=cfg.lr, progress=progress)
+    fit = dict(batch_size=cfg.batch_size, lr=cfg.lr, progress=progress, extra_loss=extra_loss)
     bar = tqdm(plan, desc=f"prune {cfg.method}" + (f"+W{cfg.wasserstein:g}" if cfg.wasserstein else ""),
                unit="round", disable=not progress)
     for r, count in enumerate(bar):

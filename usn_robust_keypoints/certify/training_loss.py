@@ -1,0 +1,137 @@
+"""Certifiability training: a loss on the certified margin, from the certifier's own bounds.
+
+For every keypoint with ground-truth heatmap cell ``q`` the term is
+
+    softplus(target - min over the box, over cells s outside the disk of [H_q - H_s])
+
+where the min is the sound lower bound :func:`.batch.worst_margins` computes from the native
+forward-mode affine bounds over the whole box ``c in [1-eps, 1+eps]``, ``b in [-eps, eps]`` (the
+same code the certifier runs; a margin > 0 *is* a certificate of that keypoint at that box with
+``q`` as the dominating cell). ``eps`` ramps linearly from 0 to ``eps`` over the first ``ramp``
+fraction of the steps; the term is weighted by ``kappa`` and evaluated on ``batch`` training images
+per step (without augmentation: the box itself is the perturbation).
+
+Use :class:`RobustnessTerm` as ``extra_loss`` of :func:`usn_robust_keypoints.train.train_detector`
+or of the pruning schedule's fine-tuning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .batch import worst_margins
+
+
+@dataclass
+class RobustConfig:
+    """Settings of the robustness term (``radius`` in network-input pixels, like the certifier's
+    ``radius`` on frames at the model's input size)."""
+
+    kappa: float = 0.3
+    eps: float = 0.1
+    ramp: float = 0.5
+    batch: int = 8
+    radius: float = 4.0
+    target: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.kappa >= 0 or not 0 <= self.eps < 1:
+            raise ValueError(f"need kappa >= 0 and 0 <= eps < 1, got kappa={self.kappa}, eps={self.eps}")
+        if not 0 <= self.ramp <= 1 or self.batch < 1 or not self.radius >= 0:
+            raise ValueError("need 0 <= ramp <= 1, batch >= 1 and radius >= 0")
+
+    def eps_at(self, step: int, steps: int) -> float:
+        """The ramped box half-width at ``step`` of ``steps``."""
+        ramp_steps = self.ramp * steps
+        return self.eps if ramp_steps <= 0 else self.eps * min(1.0, (step + 1) / ramp_steps)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def keypoint_cells(keypoints: torch.Tensor, stride: int, heatmap_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Heatmap cells ``(N, K, 2) = (row, col)`` of keypoints ``(N, K, 2)`` in input pixels (the cell
+    whose centre is nearest, as the Gaussian target's peak) and a validity mask ``(N, K)`` (finite
+    and inside the heatmap)."""
+    h, w = heatmap_size
+    cell_xy = torch.round((keypoints + 0.5) / stride - 0.5)
+    valid = torch.isfinite(cell_xy).all(-1)
+    cell_xy = torch.nan_to_num(cell_xy, nan=-1.0)
+    valid &= (cell_xy[..., 0] >= 0) & (cell_xy[..., 0] < w) & (cell_xy[..., 1] >= 0) & (cell_xy[..., 1] < h)
+    cells = torch.stack([cell_xy[..., 1], cell_xy[..., 0]], dim=-1).clamp_min(0).long()
+    cells[..., 0].clamp_(max=h - 1)
+    cells[..., 1].clamp_(max=w - 1)
+    return cells, valid
+
+
+def robustness_loss(detector: nn.Module, x: torch.Tensor, cells: torch.Tensor, valid: torch.Tensor, eps: float,
+                    radius_cells: float, target: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean softplus(target - margin) over valid keypoints, margins (N, K))`` for inputs ``x
+    (N, 1, h, w)`` in [0, 1], their ground-truth cells ``(N, K, 2)`` and the box ``alpha = beta = eps``."""
+    margins = worst_margins(detector, x, cells, eps, eps, radius_cells)
+    terms = F.softplus(target - margins)
+    mask = valid.to(terms.device)
+    loss = torch.where(mask, terms, torch.zeros_like(terms)).sum() / mask.sum().clamp_min(1)
+    return loss, margins
+
+
+@dataclass
+class _Record:
+    eps: list[float] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    proven: list[float] = field(default_factory=list)  # fraction of valid keypoints with margin > 0
+
+
+class RobustnessTerm:
+    """``kappa * robustness_loss`` on a random batch of training images, one call per training step
+    (``extra_loss`` hook); ``eps`` ramps over ``steps`` calls. ``history`` records, per call, eps,
+    the unweighted loss and the fraction of keypoints whose margin is already proven (> 0)."""
+
+    def __init__(self, images: np.ndarray, keypoints: np.ndarray, config: RobustConfig, steps: int,
+                 seed: int = 0) -> None:
+        self.images = torch.from_numpy(np.asarray(images))
+        self.keypoints = torch.from_numpy(np.asarray(keypoints, np.float32))
+        self.config = config
+        self.steps = steps
+        self.step = 0
+        self.gen = torch.Generator().manual_seed(seed + 7919)
+        self.history = _Record()
+
+    def __call__(self, model: nn.Module) -> torch.Tensor:
+        cfg, mc = self.config, model.config
+        dev = next(model.parameters()).device
+        eps = cfg.eps_at(self.step, self.steps)
+        self.step += 1
+        idx = torch.randint(0, len(self.images), (cfg.batch,), generator=self.gen)
+        x = self.images[idx].to(dev, torch.float32).div_(255.0).unsqueeze(1)
+        cells, valid = keypoint_cells(self.keypoints[idx], mc.output_stride, mc.heatmap_size)
+        loss, margins = robustness_loss(model, x, cells.to(dev), valid.to(dev), eps, cfg.radius / mc.output_stride,
+                                        cfg.target)
+        with torch.no_grad():
+            v = valid.to(dev)
+            self.history.eps.append(eps)
+            self.history.loss.append(float(loss))
+            self.history.proven.append(float(((margins > 0) & v).sum() / v.sum().clamp_min(1)))
+        return cfg.kappa * loss
+
+    def summary(self, last: int = 50) -> dict:
+        """Config and the mean loss / proven fraction over the ``last`` calls (for checkpoints)."""
+        h = self.history
+        return {**self.config.to_dict(), "steps": self.step,
+                "loss": float(np.mean(h.loss[-last:])) if h.loss else None,
+                "proven_fraction": float(np.mean(h.proven[-last:])) if h.proven else None}
+
+
+def robust_term(args, images: np.ndarray, keypoints: np.ndarray, steps: int) -> RobustnessTerm | None:
+    """The term for the ``--robust-*`` options of ``usn-keypoints train`` / ``prune`` (None when
+    ``--robust-kappa`` is 0)."""
+    if not args.robust_kappa > 0:
+        return None
+    cfg = RobustConfig(kappa=args.robust_kappa, eps=args.robust_eps, ramp=args.robust_ramp, batch=args.robust_batch,
+                       radius=args.robust_radius)
+    return RobustnessTerm(images, keypoints, cfg, steps, seed=args.seed)

@@ -1,0 +1,148 @@
+"""Accuracy / certifiability trade-off of detectors (e.g. dense vs certifiably trained).
+
+Per model: PCK@``tolerance`` px on the synthetic test split and on the real ``left*`` photos (the
+``right*`` photos are never used here), and at each ``eps``: certified accuracy (keypoint within
+``tolerance`` px of the ground truth *and* certified by :func:`certify.certify`, native backend,
+at ``alpha = beta = eps``, radius ``radius`` frame px, per-frame budget ``budget_ms``: an
+``UNKNOWN`` keypoint counts as not certified), the raw certified rate and the mean certification
+time per frame, on the first ``frames`` synthetic test scenes. Writes ``results.md``,
+``results.json`` and ``tradeoff.png`` (PCK vs certified accuracy, one panel per eps).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .evaluate import evaluate_model, keypoint_errors
+from .model import KeypointModel, load_detector
+
+
+@dataclass
+class TradeoffConfig:
+    """What :func:`evaluate_tradeoff` measures (written into results.json)."""
+
+    eps: tuple[float, ...] = (0.02, 0.05, 0.1)
+    frames: int = 64
+    test_images: int = 500
+    radius: float = 4.0
+    tolerance: float = 3.0
+    budget_ms: float = 1000.0
+    max_depth: int | None = None
+    threads: int = 1
+
+
+def evaluate_tradeoff(path: str | Path, label: str, cfg: TradeoffConfig, progress: bool = True) -> dict:
+    """All metrics of the checkpoint at ``path`` (see the module docstring) as one row."""
+    from .certify import certify
+    from .data import CHESSBOARD_9X6, SceneConfig, build_real_set, generate_split, load_coco
+
+    detector, _ = load_detector(path)
+    km = KeypointModel(detector.eval(), device="cpu")
+    c = detector.config
+    sym = CHESSBOARD_9X6.symmetries
+    test_x, test_k = generate_split("test", max(cfg.test_images, cfg.frames), SceneConfig(c.input_width, c.input_height),
+                                    progress=False)
+    records, _, real_sym = load_coco(build_real_set("left"))
+    ev_syn = evaluate_model(km, list(test_x[: cfg.test_images]), test_k[: cfg.test_images], sym, (cfg.tolerance,),
+                            progress=False)
+    ev_real = evaluate_model(km, [r.load() for r in records], np.stack([r.keypoints for r in records]), real_sym,
+                             (cfg.tolerance,), progress=False)
+    row = {"model": label, "path": str(path), "params": int(sum(p.numel() for p in detector.parameters())),
+           "pck_synthetic": ev_syn.pck(cfg.tolerance), "pck_real_left": ev_real.pck(cfg.tolerance)}
+    certify(km, test_x[0], cfg.eps[0], cfg.eps[0], cfg.radius, margins=False, max_depth=cfg.max_depth)  # warm-up
+    for eps in cfg.eps:
+        acc, ok, times = [], [], []
+        for i in tqdm(range(cfg.frames), desc=f"{label} eps={eps:g}", unit="frame", leave=False, disable=not progress):
+            t0 = time.perf_counter()
+            fc = certify(km, test_x[i], eps, eps, cfg.radius, budget_ms=cfg.budget_ms, margins=False,
+                         max_depth=cfg.max_depth)
+            times.append((time.perf_counter() - t0) * 1000)
+            pred = np.array([[k.x, k.y] for k in fc.keypoints])
+            err = keypoint_errors(pred, np.asarray(test_k[i], np.float64), sym)
+            cert = np.array([k.certified for k in fc.keypoints])
+            ok += list(cert)
+            acc += list(cert & (err <= cfg.tolerance))
+        row[f"cert_acc@{eps:g}"] = float(np.mean(acc))
+        row[f"cert_rate@{eps:g}"] = float(np.mean(ok))
+        row[f"cert_ms@{eps:g}"] = float(np.mean(times))
+    return row
+
+
+def tradeoff_table(rows: list[dict], cfg: TradeoffConfig) -> str:
+    """Markdown table, one row per model."""
+    t = f"{cfg.tolerance:g}"
+    head = ["model", "params", f"PCK@{t}px synthetic", f"PCK@{t}px real left"]
+    head += [f"cert. acc. ε={e:g}" for e in cfg.eps] + [f"cert. rate ε={e:g}" for e in cfg.eps]
+    head += [f"cert. ms/frame ε={e:g}" for e in cfg.eps]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        vals = [r["model"], str(r["params"]), f"{r['pck_synthetic']:.3f}", f"{r['pck_real_left']:.3f}"]
+        vals += [f"{r[f'cert_acc@{e:g}']:.3f}" for e in cfg.eps] + [f"{r[f'cert_rate@{e:g}']:.3f}" for e in cfg.eps]
+        vals += [f"{r[f'cert_ms@{e:g}']:.0f}" for e in cfg.eps]
+        lines.append("| " + " | ".join(vals) + " |")
+    return "\n".join(lines)
+
+
+def plot_tradeoff(rows: list[dict], cfg: TradeoffConfig, path: Path) -> Path:
+    """PCK@tolerance (synthetic: filled, real left: open markers) vs certified accuracy per eps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(cfg.eps), figsize=(4.2 * len(cfg.eps), 3.8), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, eps in zip(axes[0], cfg.eps):
+        for i, r in enumerate(rows):
+            x = r[f"cert_acc@{eps:g}"]
+            col = colors[i % len(colors)]
+            ax.scatter([x], [r["pck_synthetic"]], color=col, marker="o", label=f"{r['model']} (synthetic)")
+            ax.scatter([x], [r["pck_real_left"]], facecolors="none", edgecolors=col, marker="s",
+                       label=f"{r['model']} (real left)")
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel(f"certified accuracy, α=β={eps:g}, r={cfg.radius:g}px")
+        ax.set_ylabel(f"PCK@{cfg.tolerance:g}px")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def run_tradeoff(models: list[tuple[str, str]], cfg: TradeoffConfig, out: str | Path,
+                 progress: bool = True) -> list[dict]:
+    """Evaluate ``models`` (label, checkpoint path) and write the table, JSON and plot to ``out``."""
+    import torch
+
+    torch.set_num_threads(cfg.threads)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [evaluate_tradeoff(path, label, cfg, progress) for label, path in models]
+    (out / "results.md").write_text(tradeoff_table(rows, cfg) + "\n")
+    (out / "results.json").write_text(json.dumps({"config": asdict(cfg), "rows": rows}, indent=1))
+    plot_tradeoff(rows, cfg, out / "tradeoff.png")
+    return rows
+
+
+def cmd_tradeoff(args) -> int:
+    """Handler of ``usn-keypoints tradeoff``."""
+    from .weights import DEFAULT_DENSE, shipped_model_path
+
+    paths = args.models or [str(shipped_model_path(DEFAULT_DENSE))]
+    labels = args.labels or [Path(p).stem for p in paths]
+    if len(labels) != len(paths):
+        raise ValueError("--labels needs one label per --models entry")
+    cfg = TradeoffConfig(eps=tuple(args.eps), frames=args.frames, radius=args.radius, budget_ms=args.budget_ms,
+                         max_depth=args.max_depth, threads=args.threads)
+    rows = run_tradeoff(list(zip(labels, paths)), cfg, args.out)
+    print(tradeoff_table(rows, cfg))
+    print(f"wrote {Path(args.out) / 'results.md'} and {Path(args.out) / 'tradeoff.png'}")
+    return 0
