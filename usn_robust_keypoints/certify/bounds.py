@@ -201,10 +201,17 @@ def bound_layers(net: nn.Module, differentiable: bool = False) -> list:
     return layers
 
 
-def propagate(layers: list[nn.Module], x0: torch.Tensor, boxes: torch.Tensor) -> Forms:
+def propagate(layers: list[nn.Module], x0: torch.Tensor, boxes: torch.Tensor, trace: list | None = None) -> Forms:
     """Forms of the output heatmaps ``(N, 3, K, h, w)`` over the sub-boxes ``(N, 4) = (c_lo, c_hi,
-    b_lo, b_hi)`` for the input ``x(theta) = clip(c * x0 + b, 0, 1)``."""
+    b_lo, b_hi)`` for the input ``x(theta) = clip(c * x0 + b, 0, 1)``.
+
+    With a ``trace`` list, one entry per layer is appended: for a ReLU the concrete bounds
+    ``(lo, hi)`` ``(N, C, H, W)`` of its input (the min of the lower form, the max of the upper
+    form), for any other layer its input shape ``(C, H, W)`` (used by :mod:`.backward`)."""
     f = clip01_forms(input_forms(x0, boxes))
     for m in layers:
+        if trace is not None:
+            trace.append((concrete_min(f.lower), concrete_max(f.upper)) if isinstance(m, nn.ReLU)
+                         else tuple(f.lower.shape[2:]))
         f = HANDLERS[type(m)](f, m)
     return f

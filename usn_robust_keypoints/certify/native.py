@@ -15,6 +15,7 @@ rounding error of these shallow networks (~1e-6 relative), and the sampling test
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -26,10 +27,13 @@ from torch import nn
 from ..model.preprocess import FrameGeometry
 from ..perturbation import apply_perturbation
 from .bounds import FoldedConv, bound_layers, propagate
-from .spec import candidate_cells, cell_distances, requirements
+from .backward import backward_margins
+from .spec import candidate_cells, cell_distances, pair_margins, requirements, requirements_from_margins
 
 SAFETY = 1e-4
 MAX_BATCH = 64
+MAX_ROWS = 64  # undecided spec rows per sub-box sent to the backward pass
+MAX_LEAVES = 256  # sub-boxes per keypoint before giving up (NOT_CERTIFIED)
 
 
 @dataclass
@@ -106,6 +110,8 @@ class _Job:
     req: torch.Tensor = None  # (L, h*w)
     depth: torch.Tensor = None  # (L,)
     state: str = "open"  # open | proven | refuted | exhausted | unknown
+    backward_done: bool = False  # the root leaf has only forward bounds until the first round
+    root_sampled: bool = False  # the root box's corners were tried as counter-examples
     time_s: float = 0.0
 
     @property
@@ -186,21 +192,52 @@ def _valid_cells(ctx: FrameContext, crop: tuple[int, int, int, int]) -> tuple[to
     return g, local
 
 
-def _bound_requirements(ctx: FrameContext, job: _Job, boxes: torch.Tensor, crop, cells_g, cells_l):
-    """req (N, S) on the crop's valid cells for ``job``'s keypoint over ``boxes``."""
+def _bound_requirements(ctx: FrameContext, job: _Job, boxes: torch.Tensor, crop, cells_g, cells_l,
+                        backward: bool = True) -> torch.Tensor:
+    """req (N, S) on the crop's valid cells for ``job``'s keypoint over ``boxes``: forward-mode
+    difference bounds, then (``backward``) a backward pass for the rows they leave undecided."""
     y0, y1, x0, x1 = crop
+    xc = ctx.x0[..., y0:y1, x0:x1]
     q = ctx.candidates(job.k, job.radius)
     pos = torch.full((ctx.dist.shape[1],), -1, dtype=torch.long, device=q.device)
     pos[cells_g] = cells_l
     q_local = pos[q]
+    dq, ds = ctx.dist[job.k, q], ctx.dist[job.k, cells_g]
     out = []
     for i in range(0, boxes.shape[0], MAX_BATCH):
-        f = propagate(ctx.plan.layers, ctx.x0[..., y0:y1, x0:x1], boxes[i:i + MAX_BATCH])
+        chunk = boxes[i:i + MAX_BATCH]
+        trace = [] if backward else None
+        f = propagate(ctx.plan.layers, xc, chunk, trace)
         lo = f.lower[:, :, job.k].flatten(2)
         hi = f.upper[:, :, job.k].flatten(2)
-        out.append(requirements(lo[:, :, q_local], hi[:, :, cells_l], ctx.dist[job.k, q],
-                                ctx.dist[job.k, cells_g], ctx.tol))
+        margin = pair_margins(lo[:, :, q_local], hi[:, :, cells_l])  # (n, Q, S)
+        req = requirements_from_margins(margin, dq, ds, ctx.tol)
+        if backward:
+            _backward_refine(ctx, job, xc, chunk, trace, margin, req, q_local, cells_l, dq)
+        out.append(req)
     return torch.cat(out)
+
+
+def _backward_refine(ctx: FrameContext, job: _Job, xc: torch.Tensor, boxes: torch.Tensor, trace: list,
+                     margin: torch.Tensor, req: torch.Tensor, q_local: torch.Tensor, cells_l: torch.Tensor,
+                     dq: torch.Tensor) -> None:
+    """Backward-bound the rows ``(q, s)`` the forward margins leave undecided (every outside cell
+    s of a failing sub-box with at most :data:`MAX_ROWS` such cells, against the candidate q inside
+    the disk with the best forward margin) and lower ``req`` (in place) where they prove dominance."""
+    open_ = req > job.radius  # (n, S)
+    count = open_.sum(dim=1)
+    open_ &= ((count > 0) & (count <= MAX_ROWS)).view(-1, 1)
+    idx = torch.nonzero(open_)
+    if idx.shape[0] == 0:
+        return
+    inside = dq <= job.radius
+    best_q = torch.where(inside.view(1, -1, 1), margin, torch.full_like(margin, -math.inf)).argmax(dim=1)  # (n, S)
+    qi = best_q[idx[:, 0], idx[:, 1]]
+    k = torch.full_like(qi, job.k)
+    rows = torch.stack([idx[:, 0], k, q_local[qi], cells_l[idx[:, 1]]], dim=1)
+    lb = torch.maximum(backward_margins(ctx.plan.layers, xc, boxes, trace, rows), margin[idx[:, 0], qi, idx[:, 1]])
+    ok = lb > ctx.tol
+    req[idx[ok, 0], idx[ok, 1]] = torch.minimum(req[idx[ok, 0], idx[ok, 1]], dq[qi[ok]])
 
 
 def _split(boxes: torch.Tensor) -> torch.Tensor:
@@ -232,8 +269,9 @@ def _refuted(ctx: FrameContext, job: _Job, thetas: torch.Tensor, crop, cells_g, 
     return bool((ctx.dist[job.k][hm.argmax(dim=1)] > job.radius).any())
 
 
-def solve(ctx: FrameContext, jobs: list[_Job], deadline: float, max_depth: int) -> None:
-    """Decide every job (state proven/refuted/exhausted/unknown) within the deadline."""
+def solve(ctx: FrameContext, jobs: list[_Job], deadline: float, max_depth: int, backward: bool = True) -> None:
+    """Decide every job (state proven/refuted/exhausted/unknown) within the deadline; ``backward``
+    enables the backward refinement of undecided spec rows (else forward bounds + splitting only)."""
     full = (0, ctx.x0.shape[-2], 0, ctx.x0.shape[-1])
     g_all, l_all = _valid_cells(ctx, full)
     t0 = time.perf_counter()
@@ -262,32 +300,41 @@ def solve(ctx: FrameContext, jobs: list[_Job], deadline: float, max_depth: int) 
                 j.state = "unknown"
                 continue
             t1 = time.perf_counter()
-            _refine(ctx, j, max_depth)
+            _refine(ctx, j, max_depth, backward)
             j.time_s += time.perf_counter() - t1
 
 
-def _refine(ctx: FrameContext, job: _Job, max_depth: int) -> None:
-    """One refinement round of ``job``: split its failing sub-boxes and bound the children."""
+def _refine(ctx: FrameContext, job: _Job, max_depth: int, backward: bool = True) -> None:
+    """One refinement round of ``job``: first the backward pass on the failing root sub-boxes, then
+    split the failing sub-boxes and bound the children (forward + backward)."""
     fail = job.rho > job.radius
-    if bool((job.depth[fail] >= max_depth).any()):
-        job.state = "exhausted"
-        return
     parents = job.boxes[fail]
-    kids = _split(parents)
-    n_kids = kids.shape[0] // parents.shape[0]
+    first = backward and not job.backward_done
+    job.backward_done = True
+    if first and int((job.req[fail] > job.radius).sum(dim=1).max()) > MAX_ROWS:
+        first = False  # too many undecided rows for the backward pass: split right away
+    if first:
+        kids, n_kids = parents, 1
+    else:
+        if bool((job.depth[fail] >= max_depth).any()) or int((~fail).sum()) + 4 * parents.shape[0] > MAX_LEAVES:
+            job.state = "exhausted"
+            return
+        kids = _split(parents)
+        n_kids = kids.shape[0] // parents.shape[0]
     req = job.req[fail].repeat_interleave(n_kids, dim=0)
     undecided = torch.nonzero((req > job.radius).any(dim=0)).flatten()
     cells = torch.cat([undecided, ctx.candidates(job.k, job.radius)])
     crop = _crop_for(ctx, cells)
     g, l = _valid_cells(ctx, crop)
-    thetas = _sample_points(parents if int(job.depth.max()) == 0 else kids)
+    thetas = _sample_points(kids if job.root_sampled else parents)
+    job.root_sampled = True
     if _refuted(ctx, job, thetas, crop, g, l):
         job.state = "refuted"
         return
-    req[:, g] = torch.minimum(req[:, g], _bound_requirements(ctx, job, kids, crop, g, l))
+    req[:, g] = torch.minimum(req[:, g], _bound_requirements(ctx, job, kids, crop, g, l, backward))
     job.boxes = torch.cat([job.boxes[~fail], kids])
     job.req = torch.cat([job.req[~fail], req])
-    job.depth = torch.cat([job.depth[~fail], job.depth[fail].repeat_interleave(n_kids) + 1])
+    job.depth = torch.cat([job.depth[~fail], job.depth[fail].repeat_interleave(n_kids) + (0 if first else 1)])
     if float(job.rho.max()) <= job.radius:
         job.state = "proven"
 

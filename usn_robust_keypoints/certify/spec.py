@@ -39,13 +39,25 @@ def candidate_cells(dist: np.ndarray, radius: float, max_cells: int = 25) -> np.
     return order[: min(max(n_in, 9), max_cells)]
 
 
+def pair_margins(lower_q: torch.Tensor, upper_s: torch.Tensor) -> torch.Tensor:
+    """Exact ``min over the sub-box of [lower_q - upper_s]`` (N, Q, S) from the lower forms of the
+    candidate cells ``lower_q (N, 3, Q)`` and the upper forms of the other cells ``upper_s (N, 3, S)``."""
+    diff = lower_q.unsqueeze(-1) - upper_s.unsqueeze(-2)  # (N, 3, Q, S)
+    return diff[:, 0] - diff[:, 1].abs() - diff[:, 2].abs()
+
+
+def requirements_from_margins(margin: torch.Tensor, dist_q: torch.Tensor, dist_s: torch.Tensor,
+                              tol: float | torch.Tensor) -> torch.Tensor:
+    """``req(s)`` (N, S) from proven lower bounds ``margin (N, Q, S)`` of ``H_q - H_s`` and the
+    distances ``dist_q (Q,)``, ``dist_s (S,)`` (see the module doc)."""
+    inf = torch.full((), float("inf"), dtype=dist_q.dtype, device=dist_q.device)
+    need = torch.where(margin > tol, dist_q.view(1, -1, 1), inf).amin(dim=1)  # (N, S)
+    return torch.minimum(need, dist_s.view(1, -1))
+
+
 def requirements(lower_q: torch.Tensor, upper_s: torch.Tensor, dist_q: torch.Tensor,
                  dist_s: torch.Tensor, tol: float | torch.Tensor) -> torch.Tensor:
     """``req(s)`` (N, S) for N sub-boxes from the lower forms of the candidate cells
     ``lower_q (N, 3, Q)``, the upper forms of the other cells ``upper_s (N, 3, S)`` and their
     distances ``dist_q (Q,)``, ``dist_s (S,)`` (see the module doc)."""
-    diff = lower_q.unsqueeze(-1) - upper_s.unsqueeze(-2)  # (N, 3, Q, S)
-    margin = diff[:, 0] - diff[:, 1].abs() - diff[:, 2].abs()  # exact min over the sub-box
-    inf = torch.full((), float("inf"), dtype=dist_q.dtype, device=dist_q.device)
-    need = torch.where(margin > tol, dist_q.view(1, -1, 1), inf).amin(dim=1)  # (N, S)
-    return torch.minimum(need, dist_s.view(1, -1))
+    return requirements_from_margins(pair_margins(lower_q, upper_s), dist_q, dist_s, tol)

@@ -1,0 +1,153 @@
+"""Backward (CROWN-style) lower bounds of spec rows ``H[k, q] - H[k, s]`` over theta sub-boxes.
+
+The forward pass (:func:`.bounds.propagate` with a ``trace``) gives every ReLU's concrete input
+bounds ``[lo, hi]`` per sub-box. For a batch of rows ``(box n, keypoint k, cell q, cell s)`` we
+start from the row vector ``e_{k,q} - e_{k,s}`` on the output and go backward to the input:
+
+- Conv2d (BN folded): ``lambda <- conv_transpose(lambda)``, constant ``+= <lambda, bias>``;
+- ReLU with input in ``[lo, hi]``: the standard linear relaxation (stable neurons exact; unstable:
+  upper = chord ``hi (z - lo) / (hi - lo)``, lower = ``z`` if ``hi > -lo`` else ``0``), upper
+  relaxation where the coefficient is negative, lower where it is positive;
+- nearest Upsample by an integer factor ``s``: its adjoint, the sum over ``s x s`` blocks;
+- the input clip ``clip(z, 0, 1)`` of ``z = c * x0 + b`` (exactly affine in theta): a linear
+  relaxation of the clip over each pixel's exact range of ``z`` on the sub-box.
+
+The result is an affine function of the normalised sub-box parameters ``e in [-1, 1]^2`` that is
+``<= H_q - H_s`` on the whole sub-box; its minimum (at a corner) is returned. Every row of the batch
+is independent (one tensor batch, no per-row Python loop).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .bounds import FoldedConv
+
+ROW_CHUNK = 256
+
+
+def _relu_relaxation(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(lower slope, upper slope, upper intercept) of ``relu`` on ``[lo, hi]`` (elementwise)."""
+    active, dead = lo >= 0, hi <= 0
+    one, zero = torch.ones_like(lo), torch.zeros_like(lo)
+    su = torch.where(active, one, torch.where(dead, zero, hi / (hi - lo).clamp_min(1e-30)))
+    bu = torch.where(active | dead, zero, -lo * su)
+    sl = torch.where(active, one, torch.where(dead, zero, (hi > -lo).to(lo.dtype)))
+    return sl, su, bu
+
+
+def _clip_relaxation(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(lower slope, lower intercept, upper slope, upper intercept) of ``clip(z, 0, 1)`` on
+    ``z in [lo, hi]`` (elementwise; sound in every case, exact where ``[lo, hi]`` stays on one
+    linear piece)."""
+    one, zero = torch.ones_like(lo), torch.zeros_like(lo)
+    span = (hi - lo).clamp_min(1e-30)
+    low_kink = (lo < 0) & (hi > 0)  # crosses the kink at 0
+    high_kink = (lo < 1) & (hi > 1)  # crosses the kink at 1
+    # Defaults: identity on [0, 1], constants outside.
+    const0, const1 = hi <= 0, lo >= 1
+    a_l = torch.where(const0 | const1, zero, one)
+    b_l = torch.where(const1, one, zero)
+    a_u, b_u = a_l.clone(), b_l.clone()
+    # Only the kink at 0 (relu-like): upper chord, lower adaptive slope 0/1.
+    only0 = low_kink & ~high_kink
+    chord0 = hi / span
+    a_u = torch.where(only0, chord0, a_u)
+    b_u = torch.where(only0, -lo * chord0, b_u)
+    a_l = torch.where(only0, (hi > -lo).to(lo.dtype), a_l)
+    # Only the kink at 1 (min(z, 1), concave): lower chord, upper z or 1.
+    only1 = high_kink & ~low_kink
+    chord1 = (1 - lo) / span
+    a_l = torch.where(only1, chord1, a_l)
+    b_l = torch.where(only1, lo - chord1 * lo, b_l)
+    use_z = (1 - lo) > (hi - 1)
+    a_u = torch.where(only1, use_z.to(lo.dtype), a_u)
+    b_u = torch.where(only1, (~use_z).to(lo.dtype), b_u)
+    # Both kinks: lower z / hi (through 0 and (hi, 1)), upper (z - lo) / (1 - lo) (through (lo, 0), (1, 1)).
+    both = low_kink & high_kink
+    a_l = torch.where(both, 1 / hi.clamp_min(1e-30), a_l)
+    b_l = torch.where(both, zero, b_l)
+    a_u = torch.where(both, 1 / (1 - lo), a_u)
+    b_u = torch.where(both, -lo / (1 - lo), b_u)
+    return a_l, b_l, a_u, b_u
+
+
+def _conv_adjoint(lam: torch.Tensor, conv: FoldedConv, in_shape: tuple[int, int, int]) -> torch.Tensor:
+    return torch.nn.grad.conv2d_input((lam.shape[0], *in_shape), conv.weight, lam, conv.stride, conv.padding,
+                                      conv.dilation, conv.groups)
+
+
+def _upsample_adjoint(lam: torch.Tensor, up: nn.Upsample, in_shape: tuple[int, int, int]) -> torch.Tensor:
+    fh, fw = lam.shape[-2] // in_shape[-2], lam.shape[-1] // in_shape[-1]
+    if up.mode != "nearest" or fh * in_shape[-2] != lam.shape[-2] or fw * in_shape[-1] != lam.shape[-1]:
+        raise ValueError("backward bounds support nearest Upsample by integer factors only")
+    return F.avg_pool2d(lam, (fh, fw)) * (fh * fw)
+
+
+def backward_margins(layers: list[nn.Module], x0: torch.Tensor, boxes: torch.Tensor, trace: list,
+                     rows: torch.Tensor) -> torch.Tensor:
+    """Lower bounds ``(B,)`` of ``min over sub-box n of [H[k, q] - H[k, s]]`` for ``rows (B, 4) =
+    (n, k, q, s)`` (``q``, ``s`` flat cell indices of the output), given the ``trace`` of the
+    forward pass of ``layers`` over ``boxes (N, 4)`` on the input ``x0 (1, 1, H, W)``."""
+    relax = [_relu_relaxation(*t) if isinstance(m, nn.ReLU) else t for m, t in zip(layers, trace)]
+    bx = boxes.to(x0.dtype)
+    cm, cr = ((bx[:, 0] + bx[:, 1]) / 2).view(-1, 1, 1, 1), ((bx[:, 1] - bx[:, 0]) / 2).view(-1, 1, 1, 1)
+    bm, br = ((bx[:, 2] + bx[:, 3]) / 2).view(-1, 1, 1, 1), ((bx[:, 3] - bx[:, 2]) / 2).view(-1, 1, 1, 1)
+    z_mid, z_cx = cm * x0 + bm, cr * x0  # z = z_mid + z_cx e1 + br e2, x0 >= 0
+    clip = _clip_relaxation(z_mid - z_cx - br, z_mid + z_cx + br)
+    inputs = (z_mid, z_cx, br) + clip
+    out = [_backward_chunk(layers, relax, inputs, rows[i:i + ROW_CHUNK], boxes.shape[0])
+           for i in range(0, rows.shape[0], ROW_CHUNK)]
+    return torch.cat(out) if out else torch.zeros(0, dtype=x0.dtype, device=x0.device)
+
+
+def _backward_chunk(layers, relax, inputs, rows, n_boxes) -> torch.Tensor:
+    n_rows = rows.shape[0]
+    nb = rows[:, 0]
+
+    def per_row(t: torch.Tensor) -> torch.Tensor:  # (N, ...) -> (B, ...) (broadcast for one box)
+        return t if n_boxes == 1 else t.index_select(0, nb)
+
+    last = layers[-1]
+    dtype, device = inputs[0].dtype, inputs[0].device
+    k_out = last.weight.shape[0]
+    h, w = _out_hw(last, relax[-1])
+    lam = torch.zeros(n_rows, k_out * h * w, dtype=dtype, device=device)
+    ar = torch.arange(n_rows, device=device)
+    lam[ar, rows[:, 1] * h * w + rows[:, 2]] += 1.0
+    lam[ar, rows[:, 1] * h * w + rows[:, 3]] -= 1.0
+    lam = lam.view(n_rows, k_out, h, w)
+    const = torch.zeros(n_rows, dtype=dtype, device=device)
+    for m, t in zip(reversed(layers), reversed(relax)):
+        if isinstance(m, FoldedConv):
+            if m.bias is not None:
+                const = const + (lam.sum(dim=(2, 3)) * m.bias).sum(dim=1)
+            lam = _conv_adjoint(lam, m, t)
+        elif isinstance(m, nn.ReLU):
+            sl, su, bu = (per_row(v) for v in t)
+            neg = lam.clamp_max(0)
+            const = const + (neg * bu).flatten(1).sum(dim=1)
+            lam = lam.clamp_min(0) * sl + neg * su
+        elif isinstance(m, nn.Upsample):
+            lam = _upsample_adjoint(lam, m, t)
+        elif not isinstance(m, (nn.Identity, nn.Dropout)):
+            raise ValueError(f"backward bounds: unsupported layer {type(m).__name__}")
+    # Input: x = clip(z), z = z_mid + z_cx e1 + br e2 (exact), relaxed linearly in z per pixel.
+    z_mid, z_cx, br, a_l, b_l, a_u, b_u = (per_row(v) for v in inputs)
+    pos, neg = lam.clamp_min(0), lam.clamp_max(0)
+    mu = pos * a_l + neg * a_u
+    const = const + (pos * b_l + neg * b_u).flatten(1).sum(dim=1)
+    a0 = const + (mu * z_mid).flatten(1).sum(dim=1)
+    a1 = (mu * z_cx).flatten(1).sum(dim=1)
+    a2 = mu.flatten(1).sum(dim=1) * br.flatten()
+    return a0 - a1.abs() - a2.abs()
+
+
+def _out_hw(head: FoldedConv, in_shape: tuple[int, int, int]) -> tuple[int, int]:
+    """Output (h, w) of the head conv for its input shape."""
+    kh, kw = head.kernel_size
+    h = (in_shape[1] + 2 * head.padding[0] - head.dilation[0] * (kh - 1) - 1) // head.stride[0] + 1
+    w = (in_shape[2] + 2 * head.padding[1] - head.dilation[1] * (kw - 1) - 1) // head.stride[1] + 1
+    return h, w
