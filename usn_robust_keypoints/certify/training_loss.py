@@ -9,7 +9,8 @@ forward-mode affine bounds over the whole box ``c in [1-eps, 1+eps]``, ``b in [-
 same code the certifier runs; a margin > 0 *is* a certificate of that keypoint at that box with
 ``q`` as the dominating cell). ``eps`` ramps linearly from 0 to ``eps`` over the first ``ramp``
 fraction of the steps; the term is weighted by ``kappa`` and evaluated on ``batch`` training images
-per step (without augmentation: the box itself is the perturbation).
+per step (without augmentation: the box itself is the perturbation). BatchNorm statistics are
+frozen while the term is active (:func:`freeze_batchnorm`).
 
 Use :class:`RobustnessTerm` as ``extra_loss`` of :func:`usn_robust_keypoints.train.train_detector`
 or of the pruning schedule's fine-tuning.
@@ -80,6 +81,18 @@ def robustness_loss(detector: nn.Module, x: torch.Tensor, cells: torch.Tensor, v
     return loss, margins
 
 
+def freeze_batchnorm(model: nn.Module) -> None:
+    """Put every BatchNorm layer in eval mode (running statistics fixed and used in the forward).
+
+    The bounds fold BatchNorm with its running statistics, i.e. they bound the network that is
+    certified; with the batch statistics in the training forward, the running statistics would
+    drift after every step and undo what the term changed (e.g. a smaller scale is renormalised
+    away), so training and bounds must see the same network."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
 @dataclass
 class _Record:
     eps: list[float] = field(default_factory=list)
@@ -104,6 +117,7 @@ class RobustnessTerm:
 
     def __call__(self, model: nn.Module) -> torch.Tensor:
         cfg, mc = self.config, model.config
+        freeze_batchnorm(model)
         dev = next(model.parameters()).device
         eps = cfg.eps_at(self.step, self.steps)
         self.step += 1

@@ -1,0 +1,112 @@
+"""Certifiability training: the robustness term (certify.training_loss) on a tiny detector.
+
+Data: a bright Gaussian spot (one keypoint) at a random place on a noisy background, 32x32 px:
+a task a 3-conv detector learns in seconds, so the effect of the term is measured on a detector
+that actually finds its keypoint (certificates of a detector that does not are meaningless)."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from usn_robust_keypoints.certify import certify_batch
+from usn_robust_keypoints.certify.training_loss import RobustConfig, RobustnessTerm, keypoint_cells, robustness_loss
+from usn_robust_keypoints.model import DetectorConfig, HeatmapDetector
+from usn_robust_keypoints.train import train_detector
+
+CFG = DetectorConfig(num_keypoints=1, input_width=32, input_height=32, output_stride=4, stem_width=4, width=8, depth=1)
+
+
+def spots(n: int, seed: int, size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """(n, size, size) uint8 images and (n, 1, 2) keypoints (input px) of one bright spot each."""
+    rng = np.random.default_rng(seed)
+    kp = rng.uniform(4, size - 5, (n, 1, 2)).astype(np.float32)
+    yy, xx = np.mgrid[:size, :size]
+    bg = rng.uniform(0.1, 0.4, (n, 1, 1)) + 0.08 * rng.standard_normal((n, size, size))
+    d2 = (xx - kp[:, 0, 0, None, None]) ** 2 + (yy - kp[:, 0, 1, None, None]) ** 2
+    img = bg + 0.5 * np.exp(-d2 / (2 * 2.0**2))
+    return (np.clip(img, 0, 1) * 255).round().astype(np.uint8), kp
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: these tiny ops get much slower with 2 threads on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return spots(160, 0)
+
+
+@pytest.fixture(scope="module")
+def pretrained(data):
+    """A tiny detector trained on the task loss only (the shared warm start)."""
+    torch.manual_seed(0)
+    model = HeatmapDetector(CFG)
+    train_detector(model, data[0][:128], data[1][:128], steps=150, batch_size=16, lr=1e-2, device="cpu", progress=False)
+    return model
+
+
+def _inputs(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images).float().div(255).unsqueeze(1)
+
+
+def test_keypoint_cells_match_target_peak_and_mask_invalid():
+    kp = torch.tensor([[[17.5, 9.5], [float("nan"), 3.0], [70.0, 10.0], [0.0, 47.0]]])
+    cells, valid = keypoint_cells(kp, 4, (12, 16))
+    assert cells[0, 0].tolist() == [2, 4]  # same cell as heatmap_targets' peak (test_train)
+    assert cells[0, 3].tolist() == [11, 0]
+    assert valid.tolist() == [[True, False, False, True]]
+
+
+def test_eps_ramp_and_validation():
+    cfg = RobustConfig(eps=0.1, ramp=0.5)
+    assert cfg.eps_at(0, 100) == pytest.approx(0.002)
+    assert cfg.eps_at(49, 100) == pytest.approx(0.1) and cfg.eps_at(99, 100) == 0.1
+    assert RobustConfig(eps=0.1, ramp=0.0).eps_at(0, 100) == 0.1
+    with pytest.raises(ValueError):
+        RobustConfig(eps=1.5)
+
+
+def test_robustness_gradient_is_finite_and_nonzero(data, pretrained):
+    model = copy.deepcopy(pretrained).train()
+    cells, valid = keypoint_cells(torch.from_numpy(data[1][:8]), CFG.output_stride, CFG.heatmap_size)
+    loss, margins = robustness_loss(model, _inputs(data[0][:8]), cells, valid, 0.1, 4.0 / CFG.output_stride)
+    assert margins.shape == (8, 1) and torch.isfinite(loss) and loss > 0
+    loss.backward()
+    convs = [m for m in model.net if isinstance(m, torch.nn.Conv2d)]
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    assert all(float(c.weight.grad.abs().sum()) > 0 for c in convs)  # every conv layer gets gradient
+
+
+def test_robustness_term_decreases_during_training(data, pretrained):
+    model = copy.deepcopy(pretrained)
+    term = RobustnessTerm(data[0][:128], data[1][:128], RobustConfig(kappa=1.0, eps=0.1, ramp=0.0), steps=40)
+    train_detector(model, data[0][:128], data[1][:128], steps=40, batch_size=16, lr=3e-3, device="cpu",
+                   progress=False, extra_loss=term)
+    h = term.history
+    assert len(h.loss) == 40 and all(e == 0.1 for e in h.eps)
+    assert np.mean(h.loss[-8:]) < 0.5 * np.mean(h.loss[:8])
+    assert np.mean(h.proven[-8:]) > np.mean(h.proven[:8])
+
+
+def test_trained_with_term_certifies_more(data, pretrained):
+    """Same warm start, seed and steps; only kappa differs. Native certifier at eps = 0.1, r = 4 px."""
+    imgs, kps = data[0][:128], data[1][:128]
+    x = _inputs(data[0][128:])
+    counts = {}
+    for kappa in (0.0, 1.0):
+        model = copy.deepcopy(pretrained)
+        term = RobustnessTerm(imgs, kps, RobustConfig(kappa=kappa, eps=0.1, ramp=0.3), steps=60) if kappa else None
+        train_detector(model, imgs, kps, steps=60, batch_size=16, lr=3e-3, seed=1, device="cpu", progress=False,
+                       extra_loss=term)
+        res = certify_batch(model.eval(), x, 0.1, 0.1, 4.0, max_depth=1, budget_ms=500)
+        near = (res["cells"].float() * CFG.output_stride + 1.5 - torch.from_numpy(data[1][128:, :, ::-1].copy())).norm(dim=-1) <= 3.0
+        counts[kappa] = (int(res["certified"].sum()), int((res["certified"] & near).sum()))
+    assert counts[1.0][0] >= counts[0.0][0] + 16, counts  # 32 keypoints in all
+    assert counts[1.0][1] >= counts[0.0][1] + 16, counts  # and correctly placed ones
