@@ -29,8 +29,8 @@ from .results import FrameCertificate, KeypointCertificate, Status
 
 BACKENDS = ("native", "auto_lirpa")
 MAX_DEPTH = 5  # at most 4**5 sub-boxes per keypoint for a 2-D box
-MARGIN_DEPTH = 4  # at most 2**4 sub-boxes per bisection step of a 1-D margin
-MARGIN_STEPS = 5
+MARGIN_DEPTH = 3  # at most 2**3 sub-boxes per bisection step of a 1-D margin
+MARGIN_STEPS = 4
 MARGIN_CAP = 0.5  # largest beta* / alpha* searched
 
 

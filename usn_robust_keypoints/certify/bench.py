@@ -63,7 +63,9 @@ class BenchRow:
 
 def available_methods(include_lirpa: bool = True) -> list[tuple[str, str, dict]]:
     """(label, backend, options) of every runnable method."""
-    methods = [("native (no split)", "native", {"max_depth": 0}), ("native", "native", {})]
+    methods = [("native (no split)", "native", {"max_depth": 0}),
+               ("native (forward + split)", "native", {"backward": False}),
+               ("native", "native", {})]
     if include_lirpa:
         try:
             import auto_LiRPA  # noqa: F401
@@ -92,7 +94,8 @@ def run_bench(models: list[tuple[str, KeypointModel, list[np.ndarray]]], radius:
         for img in frames:
             t = time.perf_counter()
             fc = certify(model, img, alpha=eps, beta=eps, radius=radius, backend=backend, margins=False,
-                         method=opts.get("method", "CROWN"), max_depth=opts.get("max_depth"))
+                         method=opts.get("method", "CROWN"), max_depth=opts.get("max_depth"),
+                         backward=opts.get("backward", True))
             times.append(1000 * (time.perf_counter() - t))
             cert += sum(k.certified for k in fc.keypoints)
             n_unknown += sum(k.status.value == "unknown" for k in fc.keypoints)
@@ -129,13 +132,18 @@ def cmd_bench_certify(args) -> int:
 
     bench = bench_model(steps=args.train_steps)
     models = [("bench 64×48", bench, bench_frames(bench, args.frames))]
-    try:
-        from ..model import load_model
+    from ..model import load_model
 
-        shipped = load_model(default_model_path(), device="cpu")
-        models.append((f"shipped {shipped.path.name}", shipped, bench_frames(shipped, args.frames)))
-    except FileNotFoundError:
-        print("no shipped model yet: benchmarking the bench detector only")
+    paths = list(getattr(args, "model", None) or [])
+    if not paths:
+        try:
+            paths = [default_model_path()]
+        except FileNotFoundError:
+            print("no shipped model yet: benchmarking the bench detector only")
+    for p in paths:
+        m = load_model(p, device="cpu")
+        c = m.config
+        models.append((f"{Path(p).name} {c.input_width}×{c.input_height}", m, bench_frames(m, args.frames)))
     rows = run_bench(models, radius=args.radius, lirpa_frames=args.lirpa_frames)
     table = markdown_table(rows)
     head = (f"Certification benchmark: radius {args.radius} px, α=β=ε, {args.frames} synthetic test frames per model "

@@ -33,7 +33,8 @@ from .spec import candidate_cells, cell_distances, pair_margins, requirements, r
 SAFETY = 1e-4
 MAX_BATCH = 64
 MAX_ROWS = 64  # undecided spec rows per sub-box sent to the backward pass
-MAX_LEAVES = 256  # sub-boxes per keypoint before giving up (NOT_CERTIFIED)
+MAX_LEAVES = 64  # sub-boxes per keypoint before giving up (NOT_CERTIFIED)
+HOPELESS_DEPTH = 2  # give up when every leaf still fails after this many splits
 
 
 @dataclass
@@ -316,7 +317,9 @@ def _refine(ctx: FrameContext, job: _Job, max_depth: int, backward: bool = True)
     if first:
         kids, n_kids = parents, 1
     else:
-        if bool((job.depth[fail] >= max_depth).any()) or int((~fail).sum()) + 4 * parents.shape[0] > MAX_LEAVES:
+        hopeless = bool(fail.all()) and int(job.depth.min()) >= HOPELESS_DEPTH  # splitting has not helped
+        if hopeless or bool((job.depth[fail] >= max_depth).any()) or \
+                int((~fail).sum()) + 4 * parents.shape[0] > MAX_LEAVES:
             job.state = "exhausted"
             return
         kids = _split(parents)
@@ -340,13 +343,12 @@ def _refine(ctx: FrameContext, job: _Job, max_depth: int, backward: bool = True)
 
 
 def _sample_points(boxes: torch.Tensor) -> torch.Tensor:
-    """Counter-example candidates (M, 2): the centres of ``boxes``, and for a single (root) box
-    also its corners and edge midpoints."""
-    c = [(boxes[:, 0] + boxes[:, 1]) / 2]
-    b = [(boxes[:, 2] + boxes[:, 3]) / 2]
-    if boxes.shape[0] == 1:
-        c, b = c + [boxes[:, 0], boxes[:, 1]], b + [boxes[:, 2], boxes[:, 3]]
-    return torch.cat([torch.stack([ci, bi], dim=1) for ci in c for bi in b])
+    """Counter-example candidates (M, 2): the centres and corners of ``boxes`` (and for a single
+    box also its edge midpoints)."""
+    c = [(boxes[:, 0] + boxes[:, 1]) / 2, boxes[:, 0], boxes[:, 1]]
+    b = [(boxes[:, 2] + boxes[:, 3]) / 2, boxes[:, 2], boxes[:, 3]]
+    pairs = [(0, 0), (1, 1), (1, 2), (2, 1), (2, 2)] + ([(0, 1), (0, 2), (1, 0), (2, 0)] if boxes.shape[0] == 1 else [])
+    return torch.unique(torch.cat([torch.stack([c[i], b[j]], dim=1) for i, j in pairs]), dim=0)
 
 
 def new_job(k: int, box: tuple[float, float, float, float], radius: float, device, dtype) -> _Job:
