@@ -83,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ablations", action="store_true")
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int, help="torch CPU threads (default 1)")
+    p.add_argument("--sparsities", type=float, nargs="+", help="target channel sparsities (default 0.25 0.5 0.75)")
+    p.add_argument("--methods", nargs="+", help="usn usn+w random l1 bn taylor (default: all)")
+    p.add_argument("--steps-per-round", type=int, help="fine-tune steps per pruning round")
+    p.add_argument("--recovery-steps", type=int, help="fine-tune steps at each target sparsity")
+    p.add_argument("--test-images", type=int, help="synthetic test scenes for PCK")
+    p.add_argument("--eps", type=float, nargs="+", help="α = β values of the certified columns")
+    p.add_argument("--beta-grid", type=float, nargs="+", help="ascending β grid of mean β*")
     p.set_defaults(func=_prune_command("cmd_experiment"))
 
     # ROS 2 (usn_robust_keypoints.nodes): run / demo / bench-ros

@@ -72,7 +72,12 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
     kw = {k: v for k, v in dict(model=args.model, seed=args.seed, threads=args.threads,
                                 wasserstein=args.wasserstein, cert_frames=args.cert_frames,
-                                max_depth=args.max_depth, train_images=args.train_images).items() if v is not None}
+                                max_depth=args.max_depth, train_images=args.train_images,
+                                steps_per_round=args.steps_per_round, recovery_steps=args.recovery_steps,
+                                test_images=args.test_images).items() if v is not None}
+    for key in ("sparsities", "methods", "eps", "beta_grid"):
+        if getattr(args, key) is not None:
+            kw[key] = tuple(getattr(args, key))
     if args.no_ablations:
         kw["ablations"] = False
     cfg = ExperimentConfig.quick(**kw) if args.quick else ExperimentConfig(**kw)
