@@ -110,3 +110,23 @@ def test_trained_with_term_certifies_more(data, pretrained):
         counts[kappa] = (int(res["certified"].sum()), int((res["certified"] & near).sum()))
     assert counts[1.0][0] >= counts[0.0][0] + 16, counts  # 32 keypoints in all
     assert counts[1.0][1] >= counts[0.0][1] + 16, counts  # and correctly placed ones
+
+
+def test_tradeoff_merge_writes_table_and_plot(tmp_path):
+    import json
+    from dataclasses import asdict
+
+    from usn_robust_keypoints.tradeoff import TradeoffConfig, merge_results
+
+    cfg = TradeoffConfig(eps=(0.02, 0.1), frames=2)
+    for i in range(2):
+        row = {"model": f"m{i}", "path": "x", "params": 10, "pck_synthetic": 0.5, "pck_real_left": 0.4 + i / 10,
+               **{f"{k}@{e:g}": 0.1 * i for k in ("cert_acc", "cert_rate", "cert_ms") for e in cfg.eps}}
+        (tmp_path / f"r{i}.json").write_text(json.dumps({"config": asdict(cfg), "rows": [row]}))
+    rows, _ = merge_results([tmp_path / "r0.json", tmp_path / "r1.json"], tmp_path / "out")
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert [r["model"] for r in rows] == ["m0", "m1"] and "| m1 | 10 | 0.500 | 0.500 |" in table
+    assert (tmp_path / "out" / "tradeoff.png").stat().st_size > 1000
+    (tmp_path / "r2.json").write_text(json.dumps({"config": asdict(TradeoffConfig(frames=3)), "rows": []}))
+    with pytest.raises(ValueError):
+        merge_results([tmp_path / "r0.json", tmp_path / "r2.json"], tmp_path / "bad")

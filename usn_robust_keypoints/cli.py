@@ -165,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-ms", type=float, default=1000.0, help="certification budget per frame")
     p.add_argument("--max-depth", type=int, help="native θ-box splitting depth (default: certify's)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--merge", nargs="+", help="only combine these results.json files (same settings) into --out")
     p.set_defaults(func=lambda a: __import__("usn_robust_keypoints.tradeoff", fromlist=["x"]).cmd_tradeoff(a))
     # --- subcommands (one block each; add new blocks above this line) ---
     return parser

@@ -132,10 +132,33 @@ def run_tradeoff(models: list[tuple[str, str]], cfg: TradeoffConfig, out: str | 
     return rows
 
 
+def merge_results(files: list[str | Path], out: str | Path) -> tuple[list[dict], TradeoffConfig]:
+    """Combine the rows of several ``results.json`` written with the same settings (e.g. one
+    process per model) into one table and plot in ``out``."""
+    rows, cfg = [], None
+    for f in files:
+        d = json.loads(Path(f).read_text())
+        c = TradeoffConfig(**{**d["config"], "eps": tuple(d["config"]["eps"])})
+        if cfg is not None and asdict(c) != asdict(cfg):
+            raise ValueError(f"{f} was measured with other settings than {files[0]}")
+        cfg = c
+        rows += d["rows"]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text(tradeoff_table(rows, cfg) + "\n")
+    (out / "results.json").write_text(json.dumps({"config": asdict(cfg), "rows": rows}, indent=1))
+    plot_tradeoff(rows, cfg, out / "tradeoff.png")
+    return rows, cfg
+
+
 def cmd_tradeoff(args) -> int:
     """Handler of ``usn-keypoints tradeoff``."""
     from .weights import DEFAULT_DENSE, shipped_model_path
 
+    if args.merge:
+        rows, cfg = merge_results(args.merge, args.out)
+        print(tradeoff_table(rows, cfg))
+        return 0
     paths = args.models or [str(shipped_model_path(DEFAULT_DENSE))]
     labels = args.labels or [Path(p).stem for p in paths]
     if len(labels) != len(paths):
