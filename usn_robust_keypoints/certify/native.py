@@ -34,7 +34,7 @@ SAFETY = 1e-4
 MAX_BATCH = 64
 MAX_ROWS = 64  # undecided spec rows per sub-box sent to the backward pass
 MAX_LEAVES = 64  # sub-boxes per keypoint before giving up (NOT_CERTIFIED)
-HOPELESS_DEPTH = 2  # give up when every leaf still fails after this many splits
+HOPELESS_DEPTH = 1  # give up after this many splits when every leaf fails or > MAX_ROWS rows stay open
 
 
 @dataclass
@@ -317,7 +317,9 @@ def _refine(ctx: FrameContext, job: _Job, max_depth: int, backward: bool = True)
     if first:
         kids, n_kids = parents, 1
     else:
-        hopeless = bool(fail.all()) and int(job.depth.min()) >= HOPELESS_DEPTH  # splitting has not helped
+        # Splitting has not helped, or leaves too many rows undecided for the backward pass.
+        hopeless = int(job.depth.min()) >= HOPELESS_DEPTH and (
+            bool(fail.all()) or int((job.req[fail] > job.radius).sum(dim=1).max()) > MAX_ROWS)
         if hopeless or bool((job.depth[fail] >= max_depth).any()) or \
                 int((~fail).sum()) + 4 * parents.shape[0] > MAX_LEAVES:
             job.state = "exhausted"
