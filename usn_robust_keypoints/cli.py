@@ -179,6 +179,8 @@ def _robust_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--robust-ramp", type=float, default=0.5, help="fraction of the steps over which ε ramps up from 0")
     g.add_argument("--robust-batch", type=int, default=8, help="images per step for the robustness term")
     g.add_argument("--robust-radius", type=float, default=4.0, help="disk radius r (model-input px)")
+    g.add_argument("--robust-form", default="softplus", choices=("softplus", "log"),
+                   help="per-keypoint term: softplus(t - m) or log1p(softplus(t - m))")
 
 
 def _real_set(side: str):

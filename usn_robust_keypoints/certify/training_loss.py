@@ -28,6 +28,9 @@ from torch import nn
 from .batch import worst_margins
 
 
+FORMS = ("softplus", "log")
+
+
 @dataclass
 class RobustConfig:
     """Settings of the robustness term (``radius`` in network-input pixels, like the certifier's
@@ -39,8 +42,11 @@ class RobustConfig:
     batch: int = 8
     radius: float = 4.0
     target: float = 0.5
+    form: str = "softplus"  # "log": log1p(softplus(target - m)), scale-free while margins are far below 0
 
     def __post_init__(self) -> None:
+        if self.form not in FORMS:
+            raise ValueError(f"form must be one of {FORMS}, got {self.form!r}")
         if not self.kappa >= 0 or not 0 <= self.eps < 1:
             raise ValueError(f"need kappa >= 0 and 0 <= eps < 1, got kappa={self.kappa}, eps={self.eps}")
         if not 0 <= self.ramp <= 1 or self.batch < 1 or not self.radius >= 0:
@@ -71,11 +77,14 @@ def keypoint_cells(keypoints: torch.Tensor, stride: int, heatmap_size: tuple[int
 
 
 def robustness_loss(detector: nn.Module, x: torch.Tensor, cells: torch.Tensor, valid: torch.Tensor, eps: float,
-                    radius_cells: float, target: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+                    radius_cells: float, target: float = 0.5, form: str = "softplus") -> tuple[torch.Tensor, torch.Tensor]:
     """``(mean softplus(target - margin) over valid keypoints, margins (N, K))`` for inputs ``x
-    (N, 1, h, w)`` in [0, 1], their ground-truth cells ``(N, K, 2)`` and the box ``alpha = beta = eps``."""
+    (N, 1, h, w)`` in [0, 1], their ground-truth cells ``(N, K, 2)`` and the box ``alpha = beta = eps``;
+    ``form="log"`` takes ``log1p`` of each term (its gradient is relative to how far the margin is)."""
     margins = worst_margins(detector, x, cells, eps, eps, radius_cells)
     terms = F.softplus(target - margins)
+    if form == "log":
+        terms = torch.log1p(terms)
     mask = valid.to(terms.device)
     loss = torch.where(mask, terms, torch.zeros_like(terms)).sum() / mask.sum().clamp_min(1)
     return loss, margins
@@ -125,7 +134,7 @@ class RobustnessTerm:
         x = self.images[idx].to(dev, torch.float32).div_(255.0).unsqueeze(1)
         cells, valid = keypoint_cells(self.keypoints[idx], mc.output_stride, mc.heatmap_size)
         loss, margins = robustness_loss(model, x, cells.to(dev), valid.to(dev), eps, cfg.radius / mc.output_stride,
-                                        cfg.target)
+                                        cfg.target, cfg.form)
         with torch.no_grad():
             v = valid.to(dev)
             self.history.eps.append(eps)
@@ -147,5 +156,5 @@ def robust_term(args, images: np.ndarray, keypoints: np.ndarray, steps: int) -> 
     if not args.robust_kappa > 0:
         return None
     cfg = RobustConfig(kappa=args.robust_kappa, eps=args.robust_eps, ramp=args.robust_ramp, batch=args.robust_batch,
-                       radius=args.robust_radius)
+                       radius=args.robust_radius, form=args.robust_form)
     return RobustnessTerm(images, keypoints, cfg, steps, seed=args.seed)
