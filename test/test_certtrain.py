@@ -83,7 +83,7 @@ def test_robustness_gradient_is_finite_and_nonzero(data, pretrained):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
     assert all(float(c.weight.grad.abs().sum()) > 0 for c in convs)  # every conv layer gets gradient
     log_loss, _ = robustness_loss(model, _inputs(data[0][:8]), cells, valid, 0.1, 4.0 / CFG.output_stride, form="log")
-    assert 0 < float(log_loss) < float(loss)
+    assert 0 < float(log_loss.detach()) < float(loss.detach())
 
 
 def test_robustness_term_decreases_during_training(data, pretrained):
