@@ -110,6 +110,7 @@ def test_trained_with_term_certifies_more(data, pretrained):
         res = certify_batch(model.eval(), x, 0.1, 0.1, 4.0, max_depth=1, budget_ms=500)
         near = (res["cells"].float() * CFG.output_stride + 1.5 - torch.from_numpy(data[1][128:, :, ::-1].copy())).norm(dim=-1) <= 3.0
         counts[kappa] = (int(res["certified"].sum()), int((res["certified"] & near).sum()))
+    print("certified (all, correctly placed) by kappa:", counts)
     assert counts[1.0][0] >= counts[0.0][0] + 16, counts  # 32 keypoints in all
     assert counts[1.0][1] >= counts[0.0][1] + 16, counts  # and correctly placed ones
 

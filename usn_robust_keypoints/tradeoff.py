@@ -110,8 +110,10 @@ def plot_tradeoff(rows: list[dict], cfg: TradeoffConfig, path: Path) -> Path:
         ax.set_xlabel(f"certified accuracy, α=β={eps:g}, r={cfg.radius:g}px")
         ax.set_ylabel(f"PCK@{cfg.tolerance:g}px")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    ncol = min(4, len(labels))
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.05 * -(-len(labels) // ncol) + 0.02, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
