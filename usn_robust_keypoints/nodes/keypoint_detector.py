@@ -22,7 +22,7 @@ from .diagnostics import DiagnosticsPublisher, FrameCounters
 from .image_conversion import ImageConversionError, cv2_to_imgmsg, to_detector_frame
 from .messages import prediction_to_msg
 from .model_loading import load_node_model
-from .qos import IMAGE_QOS_CHOICES, image_qos
+from .qos import image_qos, qos_name_or_default
 from .runtime import spin_node
 
 
@@ -37,10 +37,7 @@ class KeypointDetectorNode(Node):
         self.declare_parameter("publish_debug_image", True)
         self.declare_parameter("num_threads", 1)
         p = self.get_parameter
-        qos = p("qos").value
-        if qos not in IMAGE_QOS_CHOICES:
-            self.get_logger().error(f"qos must be one of {IMAGE_QOS_CHOICES}, got {qos!r}; using sensor_data")
-            qos = "sensor_data"
+        qos = qos_name_or_default(p("qos").value, self.get_logger())
         torch.set_num_threads(max(1, int(p("num_threads").value)))
         self.counters = FrameCounters()
         self._lock = threading.Lock()

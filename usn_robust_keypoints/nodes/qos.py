@@ -17,3 +17,12 @@ def image_qos(name: str, depth: int = 5) -> QoSProfile:
     if name == "reliable":
         return QoSProfile(depth=depth)
     raise ValueError(f"qos must be one of {IMAGE_QOS_CHOICES}, got {name!r}")
+
+
+def qos_name_or_default(name: str, logger) -> str:
+    """``name`` when it is a valid image QoS name; otherwise log the error and fall back to
+    ``sensor_data`` (a bad parameter must not stop the node)."""
+    if name in IMAGE_QOS_CHOICES:
+        return name
+    logger.error(f"qos must be one of {IMAGE_QOS_CHOICES}, got {name!r}; using sensor_data")
+    return "sensor_data"
