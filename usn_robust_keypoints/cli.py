@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", type=int, choices=(2, 4), help="output stride (default: DetectorConfig's)")
     for name in ("stem-width", "width", "depth", "head-width"):
         p.add_argument(f"--{name}", type=int, help="architecture (default: DetectorConfig's)")
+    p.add_argument("--dilations", type=int, nargs="+", help="dilation of each of the --depth stride-4 blocks")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto|cpu|cuda")
     _robust_args(p)
@@ -217,6 +219,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.init:
         model, _ = load_detector(args.init)
         cfg = model.config
@@ -224,6 +228,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         names = load_coco(args.coco)[1] if args.coco else CHESSBOARD_9X6.keypoint_names
         arch = {k: getattr(args, k) for k in ("stem_width", "width", "depth", "head_width")}
         arch["output_stride"] = args.stride
+        arch["dilations"] = args.dilations
         if args.input_size:
             arch["input_width"], arch["input_height"] = (int(v) for v in args.input_size.lower().split("x"))
         cfg = DetectorConfig(num_keypoints=len(names), keypoint_names=names,

@@ -34,6 +34,7 @@ SAFETY = 1e-4
 MAX_BATCH = 64
 MAX_ROWS = 64  # undecided spec rows per sub-box sent to the backward pass
 MAX_LEAVES = 64  # sub-boxes per keypoint before giving up (NOT_CERTIFIED)
+FULL_CROP = 0.5  # crops larger than this fraction of the frame use the shared full-frame bounds
 HOPELESS_DEPTH = 1  # give up after this many splits when every leaf fails or > MAX_ROWS rows stay open
 
 
@@ -137,6 +138,7 @@ class FrameContext:
     tol: float
     max_candidates: int = 25
     q_cache: dict = field(default_factory=dict)
+    form_cache: dict = field(default_factory=dict)  # box -> full-frame forms (+ trace), shared by keypoints
 
     def candidates(self, k: int, radius: float) -> torch.Tensor:
         key = (k, radius)
@@ -173,6 +175,8 @@ def _crop_for(ctx: FrameContext, flat_cells: torch.Tensor) -> tuple[int, int, in
     x0 = max(0, (int(cols.min()) * s - left) // a * a)
     y1 = min(H, -(-((int(rows.max()) + 1) * s + bottom) // a) * a)
     x1 = min(W, -(-((int(cols.max()) + 1) * s + right) // a) * a)
+    if (y1 - y0) * (x1 - x0) > FULL_CROP * H * W:
+        return 0, H, 0, W  # the full frame's bounds are shared by every keypoint (see _full_forms)
     return y0, y1, x0, x1
 
 
@@ -193,6 +197,30 @@ def _valid_cells(ctx: FrameContext, crop: tuple[int, int, int, int]) -> tuple[to
     return g, local
 
 
+def _full_forms(ctx: FrameContext, boxes: torch.Tensor, with_trace: bool) -> tuple[torch.Tensor, torch.Tensor, list | None]:
+    """Full-frame forms ``(n, 3, K, h, w)`` of ``boxes`` (and their trace), computed once per frame
+    and sub-box: every keypoint splits the same box into the same children, so they share them."""
+    keys = [tuple(b) for b in boxes.tolist()]
+    todo = list(dict.fromkeys(k for k in keys if k not in ctx.form_cache or
+                              (with_trace and ctx.form_cache[k][2] is None)))
+    for i in range(0, len(todo), MAX_BATCH):
+        chunk = torch.tensor(todo[i:i + MAX_BATCH], dtype=boxes.dtype, device=boxes.device)
+        trace = [] if with_trace else None
+        f = propagate(ctx.plan.layers, ctx.x0, chunk, trace)
+        for j, key in enumerate(todo[i:i + MAX_BATCH]):
+            t = None if trace is None else [(e[0][j:j + 1], e[1][j:j + 1]) if isinstance(e[0], torch.Tensor) else e
+                                            for e in trace]
+            ctx.form_cache[key] = (f.lower[j:j + 1], f.upper[j:j + 1], t)
+    hits = [ctx.form_cache[k] for k in keys]
+    lower = torch.cat([h[0] for h in hits])
+    upper = torch.cat([h[1] for h in hits])
+    if not with_trace:
+        return lower, upper, None
+    trace = [(torch.cat([h[2][i][0] for h in hits]), torch.cat([h[2][i][1] for h in hits]))
+             if isinstance(e[0], torch.Tensor) else e for i, e in enumerate(hits[0][2])]
+    return lower, upper, trace
+
+
 def _bound_requirements(ctx: FrameContext, job: _Job, boxes: torch.Tensor, crop, cells_g, cells_l,
                         backward: bool = True) -> torch.Tensor:
     """req (N, S) on the crop's valid cells for ``job``'s keypoint over ``boxes``: forward-mode
@@ -204,13 +232,18 @@ def _bound_requirements(ctx: FrameContext, job: _Job, boxes: torch.Tensor, crop,
     pos[cells_g] = cells_l
     q_local = pos[q]
     dq, ds = ctx.dist[job.k, q], ctx.dist[job.k, cells_g]
+    full = crop == (0, ctx.x0.shape[-2], 0, ctx.x0.shape[-1])
     out = []
     for i in range(0, boxes.shape[0], MAX_BATCH):
         chunk = boxes[i:i + MAX_BATCH]
-        trace = [] if backward else None
-        f = propagate(ctx.plan.layers, xc, chunk, trace)
-        lo = f.lower[:, :, job.k].flatten(2)
-        hi = f.upper[:, :, job.k].flatten(2)
+        if full:  # shared with the other keypoints of the frame
+            lower, upper, trace = _full_forms(ctx, chunk, backward)
+        else:
+            trace = [] if backward else None
+            f = propagate(ctx.plan.layers, xc, chunk, trace)
+            lower, upper = f.lower, f.upper
+        lo = lower[:, :, job.k].flatten(2)
+        hi = upper[:, :, job.k].flatten(2)
         margin = pair_margins(lo[:, :, q_local], hi[:, :, cells_l])  # (n, Q, S)
         req = requirements_from_margins(margin, dq, ds, ctx.tol)
         if backward:
@@ -277,9 +310,7 @@ def solve(ctx: FrameContext, jobs: list[_Job], deadline: float, max_depth: int, 
     g_all, l_all = _valid_cells(ctx, full)
     t0 = time.perf_counter()
     uniq, inverse = torch.unique(torch.stack([j.box for j in jobs]), dim=0, return_inverse=True)
-    forms = [propagate(ctx.plan.layers, ctx.x0, uniq[i:i + MAX_BATCH]) for i in range(0, len(uniq), MAX_BATCH)]
-    lower = torch.cat([f.lower for f in forms])
-    upper = torch.cat([f.upper for f in forms])
+    lower, upper, _ = _full_forms(ctx, uniq, backward)
     for j, u in zip(jobs, inverse.tolist()):
         q = ctx.candidates(j.k, j.radius)
         lo = lower[u:u + 1, :, j.k].flatten(2)

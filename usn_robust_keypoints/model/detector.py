@@ -35,6 +35,9 @@ class DetectorConfig:
     target: str = "chessboard_9x6"
     # Channel counts of every conv layer after pruning (None = derived from the widths above).
     channels: list[int] | None = None
+    # Dilation of each of the ``depth`` stride-4 blocks (None = all 1). Dilation widens the
+    # receptive field at no cost in parameters; a linear bound propagator handles it like any conv.
+    dilations: list[int] | None = None
 
     def __post_init__(self) -> None:
         if self.output_stride not in (2, 4):
@@ -45,6 +48,8 @@ class DetectorConfig:
             raise ValueError("num_keypoints must be >= 1 and depth >= 0")
         if self.keypoint_names and len(self.keypoint_names) != self.num_keypoints:
             raise ValueError("keypoint_names must have num_keypoints entries")
+        if self.dilations is not None and (len(self.dilations) != self.depth or min(self.dilations, default=1) < 1):
+            raise ValueError(f"dilations must be {self.depth} integers >= 1, got {self.dilations}")
 
     def conv_channels(self) -> list[int]:
         """Output channels of every hidden conv layer, in order (the head excluded)."""
@@ -72,12 +77,13 @@ class DetectorConfig:
         return cls(**d)
 
 
-def _block(cin: int, cout: int, stride: int) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+def _block(cin: int, cout: int, stride: int, dilation: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation, bias=False),
+            nn.BatchNorm2d(cout), nn.ReLU()]
 
 
 class HeatmapDetector(nn.Module):
-    """Conv-BN-ReLU encoder at stride 4, optional x2 nearest upsampling, 1x1 heatmap head.
+    """Conv-BN-ReLU encoder at stride 4 (optionally dilated), optional x2 nearest upsampling, 1x1 heatmap head.
 
     ``forward(x)`` maps a (N, 1, H, W) tensor in [0, 1] to (N, K, H/s, W/s) heatmaps.
     """
@@ -89,10 +95,11 @@ class HeatmapDetector(nn.Module):
         expected = 2 + config.depth + (1 if config.output_stride == 2 else 0)
         if len(chans) != expected:
             raise ValueError(f"config.channels has {len(chans)} entries, expected {expected}")
+        dilations = [1, 1] + list(config.dilations or [1] * config.depth)
         layers: list[nn.Module] = []
         cin = 1
         for i, cout in enumerate(chans[: 2 + config.depth]):
-            layers += _block(cin, cout, 2 if i < 2 else 1)
+            layers += _block(cin, cout, 2 if i < 2 else 1, dilations[i])
             cin = cout
         if config.output_stride == 2:
             layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
