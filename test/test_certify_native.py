@@ -94,6 +94,33 @@ def test_bounds_contain_sampled_outputs_random_nets(seed: int) -> None:
     _check_bounds_contain_samples(model, image, PerturbationBox(0.0, 0.3), 2_000)  # clip active
 
 
+# Output stride 2 (nearest upsampling, fused into conv + PixelShuffle for bounding) and dilation.
+SMALL_UP = DetectorConfig(num_keypoints=2, input_width=32, input_height=24, output_stride=2,
+                          stem_width=4, width=6, depth=2, head_width=5, dilations=[1, 2])
+
+
+def test_upsample_fusion_is_exact() -> None:
+    model = _random_model(5, SMALL_UP)
+    layers = bound_layers(model.detector)
+    assert any(isinstance(m, nn.PixelShuffle) for m in layers)
+    assert not any(isinstance(m, nn.Upsample) for m in layers)
+    x = torch.rand(4, 1, 24, 32)
+    y = x
+    for m in layers:
+        y = m(y)
+    with torch.no_grad():
+        assert torch.allclose(y, model.detector(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_stride2_dilated_nets_sound(seed: int) -> None:
+    model = _random_model(seed, SMALL_UP)
+    image = _frame(seed + 20, 32, 24)
+    for eps in (0.02, 0.1):
+        _check_bounds_contain_samples(model, image, PerturbationBox(eps, eps), 10_000)
+    _check_certificates(model, image, 0.01, 0.01, 4.0, 10_000)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_certificates_sound_random_nets(seed: int) -> None:
     model = _random_model(seed)

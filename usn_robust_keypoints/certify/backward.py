@@ -9,6 +9,7 @@ start from the row vector ``e_{k,q} - e_{k,s}`` on the output and go backward to
   upper = chord ``hi (z - lo) / (hi - lo)``, lower = ``z`` if ``hi > -lo`` else ``0``), upper
   relaxation where the coefficient is negative, lower where it is positive;
 - nearest Upsample by an integer factor ``s``: its adjoint, the sum over ``s x s`` blocks;
+- PixelShuffle (from :func:`.bounds.fuse_upsample`): its inverse permutation, pixel_unshuffle;
 - the input clip ``clip(z, 0, 1)`` of ``z = c * x0 + b`` (exactly affine in theta): a linear
   relaxation of the clip over each pixel's exact range of ``z`` on the sub-box.
 
@@ -132,6 +133,8 @@ def _backward_chunk(layers, relax, inputs, rows, n_boxes) -> torch.Tensor:
             lam = lam.clamp_min(0) * sl + neg * su
         elif isinstance(m, nn.Upsample):
             lam = _upsample_adjoint(lam, m, t)
+        elif isinstance(m, nn.PixelShuffle):
+            lam = F.pixel_unshuffle(lam, m.upscale_factor)
         elif not isinstance(m, (nn.Identity, nn.Dropout)):
             raise ValueError(f"backward bounds: unsupported layer {type(m).__name__}")
     # Input: x = clip(z), z = z_mid + z_cx e1 + br e2 (exact), relaxed linearly in z per pixel.

@@ -71,6 +71,8 @@ def make_plan(net: nn.Module) -> NetPlan:
                 raise ValueError("anisotropic conv strides are not supported")
         elif isinstance(m, nn.Upsample):
             up *= int(m.scale_factor if not isinstance(m.scale_factor, tuple) else m.scale_factor[0])
+        elif isinstance(m, nn.PixelShuffle):
+            up *= m.upscale_factor
     if down % up:
         raise ValueError("output stride must be an integer")
     plan = NetPlan(layers, down // up, down, _receptive_field(layers, down // up, down))
@@ -91,6 +93,8 @@ def _receptive_field(layers: list[nn.Module], stride: int, align: int) -> tuple[
                 y = F.conv2d(y, k, None, m.stride, m.padding, m.dilation)
             elif isinstance(m, nn.Upsample):
                 y = F.interpolate(y, scale_factor=m.scale_factor, mode="nearest")
+            elif isinstance(m, nn.PixelShuffle):  # support of any phase <= nearest upsampling of the union
+                y = F.interpolate(y, scale_factor=m.upscale_factor, mode="nearest")
         c = y.shape[-1] // 2
         y[0, 0, c, c].backward()
         rows = torch.nonzero(x.grad[0, 0].abs().sum(1)).flatten()
