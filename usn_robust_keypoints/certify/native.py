@@ -143,6 +143,7 @@ class FrameContext:
     max_candidates: int = 25
     q_cache: dict = field(default_factory=dict)
     form_cache: dict = field(default_factory=dict)  # box -> full-frame forms (+ trace), shared by keypoints
+    sample_cache: dict = field(default_factory=dict)  # theta -> argmax cell (K,) of the real network
 
     def candidates(self, k: int, radius: float) -> torch.Tensor:
         key = (k, radius)
@@ -291,8 +292,11 @@ def _refuted(ctx: FrameContext, job: _Job, thetas: torch.Tensor, crop, cells_g, 
     """True when the real network at one of ``thetas`` (M, 2) has its argmax outside the disk.
 
     Screened on the crop (an argmax outside the disk can only be an undecided cell, all of which
-    the crop computes exactly), confirmed on the whole frame with the unfolded detector."""
+    the crop computes exactly), confirmed on the whole frame with the unfolded detector; a
+    full-frame crop reads the shared per-frame samples (:func:`_sample_argmax`) directly."""
     y0, y1, x0, x1 = crop
+    if crop == (0, ctx.x0.shape[-2], 0, ctx.x0.shape[-1]):
+        return bool((ctx.dist[job.k][_sample_argmax(ctx, thetas)[:, job.k]] > job.radius).any())
     c, b = thetas[:, 0].to(ctx.x0.dtype), thetas[:, 1].to(ctx.x0.dtype)
     with torch.no_grad():
         x = apply_perturbation(ctx.x0[..., y0:y1, x0:x1].expand(len(c), -1, -1, -1), c, b)
@@ -305,6 +309,20 @@ def _refuted(ctx: FrameContext, job: _Job, thetas: torch.Tensor, crop, cells_g, 
         x = apply_perturbation(ctx.x0.expand(int(suspect.sum()), -1, -1, -1), c[suspect], b[suspect])
         hm = ctx.detector(x)[:, job.k].flatten(1)
     return bool((ctx.dist[job.k][hm.argmax(dim=1)] > job.radius).any())
+
+
+def _sample_argmax(ctx: FrameContext, thetas: torch.Tensor) -> torch.Tensor:
+    """Argmax cells (M, K) of the real detector on the full frame at ``thetas`` (M, 2); each theta
+    is evaluated once per frame (the keypoints try the same sub-box corners)."""
+    keys = [tuple(t) for t in thetas.tolist()]
+    todo = list(dict.fromkeys(k for k in keys if k not in ctx.sample_cache))
+    if todo:
+        t = torch.tensor(todo, dtype=ctx.x0.dtype, device=ctx.x0.device)
+        with torch.no_grad():
+            hm = ctx.detector(apply_perturbation(ctx.x0.expand(len(todo), -1, -1, -1), t[:, 0], t[:, 1]))
+        for key, cells in zip(todo, hm.flatten(2).argmax(dim=2)):
+            ctx.sample_cache[key] = cells
+    return torch.stack([ctx.sample_cache[k] for k in keys])
 
 
 def solve(ctx: FrameContext, jobs: list[_Job], deadline: float, max_depth: int, backward: bool = True) -> None:
