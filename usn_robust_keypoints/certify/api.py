@@ -120,10 +120,10 @@ def _bisect(ctx: FrameContext, radius: float, deadline: float, lo: list[float], 
     hi = [MARGIN_CAP] * len(lo)
     tried = [False] * len(lo)
     for _ in range(MARGIN_STEPS):
-        if time.perf_counter() > deadline:
-            break
         mids = [math.sqrt(max(l, 1e-3) * h) if l < h else h for l, h in zip(lo, hi)]
         boxes = [(1.0, 1.0, -m, m) if which == "beta" else (1.0 - m, 1.0 + m, 0.0, 0.0) for m in mids]
+        if time.perf_counter() + ctx.box_seconds * len(set(boxes)) > deadline:
+            break  # out of budget, or the first bound pass of this step would overrun it
         jobs = [new_job(k, boxes[k], radius, ctx.x0.device, ctx.x0.dtype) for k in range(len(lo)) if lo[k] < hi[k]]
         if not jobs:
             break

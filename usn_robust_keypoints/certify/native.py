@@ -144,6 +144,7 @@ class FrameContext:
     q_cache: dict = field(default_factory=dict)
     form_cache: dict = field(default_factory=dict)  # box -> full-frame forms (+ trace), shared by keypoints
     sample_cache: dict = field(default_factory=dict)  # theta -> argmax cell (K,) of the real network
+    box_seconds: float = 0.0  # measured time of one full-frame bound pass per sub-box (budget planning)
 
     def candidates(self, k: int, radius: float) -> torch.Tensor:
         key = (k, radius)
@@ -211,7 +212,9 @@ def _full_forms(ctx: FrameContext, boxes: torch.Tensor, with_trace: bool) -> tup
     for i in range(0, len(todo), MAX_BATCH):
         chunk = torch.tensor(todo[i:i + MAX_BATCH], dtype=boxes.dtype, device=boxes.device)
         trace = [] if with_trace else None
+        t0 = time.perf_counter()
         f = propagate(ctx.plan.layers, ctx.x0, chunk, trace)
+        ctx.box_seconds = max(ctx.box_seconds, (time.perf_counter() - t0) / len(chunk))
         for j, key in enumerate(todo[i:i + MAX_BATCH]):
             t = None if trace is None else [(e[0][j:j + 1], e[1][j:j + 1]) if isinstance(e[0], torch.Tensor) else e
                                             for e in trace]
@@ -350,12 +353,22 @@ def solve(ctx: FrameContext, jobs: list[_Job], deadline: float, max_depth: int, 
         if not open_jobs:
             return
         for j in open_jobs:
-            if time.perf_counter() > deadline:
-                j.state = "unknown"
+            if time.perf_counter() > deadline or (
+                    math.isfinite(deadline) and time.perf_counter() + _round_seconds(ctx, j, backward) > deadline):
+                j.state = "unknown"  # out of budget, or the next round would overrun it
                 continue
             t1 = time.perf_counter()
             _refine(ctx, j, max_depth, backward)
             j.time_s += time.perf_counter() - t1
+
+
+def _round_seconds(ctx: FrameContext, job: _Job, backward: bool) -> float:
+    """Estimated time of ``job``'s next refinement round: one full-frame bound pass per sub-box it
+    needs that no keypoint has bounded yet (budget planning only; soundness does not depend on it)."""
+    fail = job.rho > job.radius
+    first = backward and not job.backward_done and int((job.req[fail] > job.radius).sum(dim=1).max()) <= MAX_ROWS
+    boxes = job.boxes[fail] if first else _split(job.boxes[fail])
+    return ctx.box_seconds * sum(tuple(b) not in ctx.form_cache for b in boxes.tolist())
 
 
 def _refine(ctx: FrameContext, job: _Job, max_depth: int, backward: bool = True) -> None:
