@@ -113,7 +113,10 @@ def test_run_starts_nodes_and_ctrl_c_stops_them_cleanly(tmp_path):
     log = tmp_path / "logs" / "camera_source.log"
     cmd = [sys.executable, "-m", "usn_robust_keypoints.cli", "run", "--config", str(cfg),
            "--log-dir", str(tmp_path / "logs")]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # As from a terminal: SIGINT handled (a shell running this test in the background would
+    # otherwise pass SIGINT down as ignored, and Python then never raises KeyboardInterrupt).
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (log.is_file() and "publishing" in log.read_text()):
