@@ -218,6 +218,16 @@ _PHASE = torch.tensor([[[1., 0., 0.], [0., 1., 1.], [0., 0., 0.]],
                        [[0., 0., 0.], [1., 1., 0.], [0., 0., 1.]]])
 
 
+def _fusable(up: nn.Module, conv) -> bool:
+    """``up`` is a nearest x2 Upsample and ``conv`` a plain 3x3 conv (stride 1, padding 1)."""
+    if not (isinstance(up, nn.Upsample) and up.mode == "nearest" and up.size is None):
+        return False
+    factors = up.scale_factor if isinstance(up.scale_factor, tuple) else (up.scale_factor,)
+    return (all(float(f) == 2.0 for f in factors) and isinstance(conv, FoldedConv)
+            and conv.kernel_size == (3, 3) and tuple(conv.stride) == (1, 1) and tuple(conv.padding) == (1, 1)
+            and tuple(conv.dilation) == (1, 1) and conv.groups == 1)
+
+
 def fuse_upsample(layers: list) -> list:
     """Replace every ``Upsample(x2, nearest) -> 3x3 conv (stride 1, padding 1)`` by the equivalent
     low-resolution conv with 4x the output channels followed by ``PixelShuffle(2)``.
@@ -230,11 +240,7 @@ def fuse_upsample(layers: list) -> list:
     while i < len(layers):
         m = layers[i]
         nxt = layers[i + 1] if i + 1 < len(layers) else None
-        if (isinstance(m, nn.Upsample) and m.mode == "nearest" and m.size is None
-                and float(m.scale_factor if not isinstance(m.scale_factor, tuple) else m.scale_factor[0]) == 2.0
-                and (not isinstance(m.scale_factor, tuple) or len(set(m.scale_factor)) == 1)
-                and isinstance(nxt, FoldedConv) and nxt.kernel_size == (3, 3) and tuple(nxt.stride) == (1, 1)
-                and tuple(nxt.padding) == (1, 1) and tuple(nxt.dilation) == (1, 1) and nxt.groups == 1):
+        if _fusable(m, nxt):
             ph = _PHASE.to(nxt.weight)
             w = torch.einsum("api,oeij,bqj->oabepq", ph, nxt.weight, ph)
             w = w.reshape(nxt.weight.shape[0] * 4, nxt.weight.shape[1], 3, 3)

@@ -146,6 +146,11 @@ class FrameContext:
     sample_cache: dict = field(default_factory=dict)  # theta -> argmax cell (K,) of the real network
     box_seconds: float = 0.0  # measured time of one full-frame bound pass per sub-box (budget planning)
 
+    @property
+    def full_crop(self) -> tuple[int, int, int, int]:
+        """The crop ``(y0, y1, x0, x1)`` covering the whole frame."""
+        return 0, self.x0.shape[-2], 0, self.x0.shape[-1]
+
     def candidates(self, k: int, radius: float) -> torch.Tensor:
         key = (k, radius)
         if key not in self.q_cache:
@@ -240,7 +245,7 @@ def _bound_requirements(ctx: FrameContext, job: _Job, boxes: torch.Tensor, crop,
     pos[cells_g] = cells_l
     q_local = pos[q]
     dq, ds = ctx.dist[job.k, q], ctx.dist[job.k, cells_g]
-    full = crop == (0, ctx.x0.shape[-2], 0, ctx.x0.shape[-1])
+    full = crop == ctx.full_crop
     out = []
     for i in range(0, boxes.shape[0], MAX_BATCH):
         chunk = boxes[i:i + MAX_BATCH]
@@ -295,23 +300,21 @@ def _refuted(ctx: FrameContext, job: _Job, thetas: torch.Tensor, crop, cells_g, 
     """True when the real network at one of ``thetas`` (M, 2) has its argmax outside the disk.
 
     Screened on the crop (an argmax outside the disk can only be an undecided cell, all of which
-    the crop computes exactly), confirmed on the whole frame with the unfolded detector; a
-    full-frame crop reads the shared per-frame samples (:func:`_sample_argmax`) directly."""
-    y0, y1, x0, x1 = crop
-    if crop == (0, ctx.x0.shape[-2], 0, ctx.x0.shape[-1]):
-        return bool((ctx.dist[job.k][_sample_argmax(ctx, thetas)[:, job.k]] > job.radius).any())
-    c, b = thetas[:, 0].to(ctx.x0.dtype), thetas[:, 1].to(ctx.x0.dtype)
-    with torch.no_grad():
-        x = apply_perturbation(ctx.x0[..., y0:y1, x0:x1].expand(len(c), -1, -1, -1), c, b)
-        for m in ctx.plan.layers:
-            x = m(x)
+    the crop computes exactly), confirmed on the whole frame with the unfolded detector
+    (:func:`_sample_argmax`, shared by the keypoints; a full-frame crop goes there directly)."""
+    if crop != ctx.full_crop:
+        y0, y1, x0, x1 = crop
+        c, b = thetas[:, 0].to(ctx.x0.dtype), thetas[:, 1].to(ctx.x0.dtype)
+        with torch.no_grad():
+            x = apply_perturbation(ctx.x0[..., y0:y1, x0:x1].expand(len(c), -1, -1, -1), c, b)
+            for m in ctx.plan.layers:
+                x = m(x)
         best = cells_g[x[:, job.k].flatten(1)[:, cells_l].argmax(dim=1)]
         suspect = ctx.dist[job.k][best] > job.radius
         if not bool(suspect.any()):
             return False
-        x = apply_perturbation(ctx.x0.expand(int(suspect.sum()), -1, -1, -1), c[suspect], b[suspect])
-        hm = ctx.detector(x)[:, job.k].flatten(1)
-    return bool((ctx.dist[job.k][hm.argmax(dim=1)] > job.radius).any())
+        thetas = thetas[suspect]
+    return bool((ctx.dist[job.k][_sample_argmax(ctx, thetas)[:, job.k]] > job.radius).any())
 
 
 def _sample_argmax(ctx: FrameContext, thetas: torch.Tensor) -> torch.Tensor:
@@ -331,8 +334,7 @@ def _sample_argmax(ctx: FrameContext, thetas: torch.Tensor) -> torch.Tensor:
 def solve(ctx: FrameContext, jobs: list[_Job], deadline: float, max_depth: int, backward: bool = True) -> None:
     """Decide every job (state proven/refuted/exhausted/unknown) within the deadline; ``backward``
     enables the backward refinement of undecided spec rows (else forward bounds + splitting only)."""
-    full = (0, ctx.x0.shape[-2], 0, ctx.x0.shape[-1])
-    g_all, l_all = _valid_cells(ctx, full)
+    g_all, l_all = _valid_cells(ctx, ctx.full_crop)
     t0 = time.perf_counter()
     uniq, inverse = torch.unique(torch.stack([j.box for j in jobs]), dim=0, return_inverse=True)
     lower, upper, _ = _full_forms(ctx, uniq, backward)
@@ -366,9 +368,19 @@ def _round_seconds(ctx: FrameContext, job: _Job, backward: bool) -> float:
     """Estimated time of ``job``'s next refinement round: one full-frame bound pass per sub-box it
     needs that no keypoint has bounded yet (budget planning only; soundness does not depend on it)."""
     fail = job.rho > job.radius
-    first = backward and not job.backward_done and int((job.req[fail] > job.radius).sum(dim=1).max()) <= MAX_ROWS
-    boxes = job.boxes[fail] if first else _split(job.boxes[fail])
+    boxes = job.boxes[fail] if _backward_first(job, fail, backward) else _split(job.boxes[fail])
     return ctx.box_seconds * sum(tuple(b) not in ctx.form_cache for b in boxes.tolist())
+
+
+def _open_rows(job: _Job, fail: torch.Tensor) -> int:
+    """The most undecided spec rows (outside cells) of any failing sub-box of ``job``."""
+    return int((job.req[fail] > job.radius).sum(dim=1).max())
+
+
+def _backward_first(job: _Job, fail: torch.Tensor, backward: bool) -> bool:
+    """Whether ``job``'s next round is the backward pass on its root sub-box (before any split):
+    only once, and only when few enough rows are undecided for the backward pass."""
+    return backward and not job.backward_done and _open_rows(job, fail) <= MAX_ROWS
 
 
 def _refine(ctx: FrameContext, job: _Job, max_depth: int, backward: bool = True) -> None:
@@ -376,16 +388,13 @@ def _refine(ctx: FrameContext, job: _Job, max_depth: int, backward: bool = True)
     split the failing sub-boxes and bound the children (forward + backward)."""
     fail = job.rho > job.radius
     parents = job.boxes[fail]
-    first = backward and not job.backward_done
+    first = _backward_first(job, fail, backward)  # else too many undecided rows: split right away
     job.backward_done = True
-    if first and int((job.req[fail] > job.radius).sum(dim=1).max()) > MAX_ROWS:
-        first = False  # too many undecided rows for the backward pass: split right away
     if first:
         kids, n_kids = parents, 1
     else:
         # Splitting has not helped, or leaves too many rows undecided for the backward pass.
-        hopeless = int(job.depth.min()) >= HOPELESS_DEPTH and (
-            bool(fail.all()) or int((job.req[fail] > job.radius).sum(dim=1).max()) > MAX_ROWS)
+        hopeless = int(job.depth.min()) >= HOPELESS_DEPTH and (bool(fail.all()) or _open_rows(job, fail) > MAX_ROWS)
         if hopeless or bool((job.depth[fail] >= max_depth).any()) or \
                 int((~fail).sum()) + 4 * parents.shape[0] > MAX_LEAVES:
             job.state = "exhausted"
