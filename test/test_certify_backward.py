@@ -12,10 +12,11 @@ from usn_robust_keypoints.certify import Status, certify
 from usn_robust_keypoints.certify.backward import backward_margins
 from usn_robust_keypoints.certify.bounds import bound_layers, propagate
 from usn_robust_keypoints.certify.native import _bound_requirements, _valid_cells, frame_context, new_job
-from usn_robust_keypoints.certify.spec import pair_margins
 from usn_robust_keypoints.model import DetectorConfig, HeatmapDetector, KeypointModel
 from usn_robust_keypoints.model.preprocess import FrameGeometry, decode_heatmaps
 from usn_robust_keypoints.perturbation import apply_perturbation
+
+from random_nets import random_model
 
 torch.set_num_threads(1)
 
@@ -151,15 +152,8 @@ def test_backward_exact_in_linear_regime() -> None:
 
 
 def _stride2_model(seed: int) -> KeypointModel:
-    torch.manual_seed(seed)
-    det = HeatmapDetector(DetectorConfig(num_keypoints=2, input_width=32, input_height=24, output_stride=2,
-                                         stem_width=4, width=6, depth=1, head_width=4))
-    for m in det.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 2.0)
-            m.bias.data.uniform_(-0.2, 0.2)
-    return KeypointModel(det.eval(), device="cpu")
+    return random_model(seed, DetectorConfig(num_keypoints=2, input_width=32, input_height=24, output_stride=2,
+                                             stem_width=4, width=6, depth=1, head_width=4))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
@@ -11,9 +10,11 @@ from torch import nn
 
 from usn_robust_keypoints.certify import Status, certify, certify_batch, worst_margins
 from usn_robust_keypoints.certify.bounds import bound_layers, concrete_max, concrete_min, propagate
-from usn_robust_keypoints.model import DetectorConfig, HeatmapDetector, KeypointModel, load_model
+from usn_robust_keypoints.model import DetectorConfig, KeypointModel, load_model
 from usn_robust_keypoints.model.preprocess import decode_heatmaps
 from usn_robust_keypoints.perturbation import PerturbationBox, apply_perturbation
+
+from random_nets import random_model
 
 torch.set_num_threads(1)
 
@@ -22,14 +23,7 @@ SMALL = DetectorConfig(num_keypoints=3, input_width=32, input_height=24, output_
 
 
 def _random_model(seed: int, config: DetectorConfig = SMALL) -> KeypointModel:
-    torch.manual_seed(seed)
-    det = HeatmapDetector(config)
-    for m in det.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 2.0)
-            m.bias.data.uniform_(-0.2, 0.2)
-    return KeypointModel(det.eval(), device="cpu")
+    return random_model(seed, config)
 
 
 def _frame(seed: int, w: int, h: int) -> np.ndarray:
