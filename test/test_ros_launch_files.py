@@ -103,7 +103,9 @@ def test_params_files_set_only_declared_parameters(name, monkeypatch, tmp_path):
         assert keys <= declared[node], f"{name}: {node} has undeclared {keys - declared[node]}"
 
 
-def test_run_starts_nodes_and_ctrl_c_stops_them_cleanly(tmp_path):
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_run_starts_nodes_and_ctrl_c_stops_them_cleanly(tmp_path, signame):
+    """Ctrl-C (SIGINT) or a process manager's SIGTERM stops `run` and its nodes cleanly."""
     import signal
     import subprocess
     import time
@@ -123,10 +125,14 @@ def test_run_starts_nodes_and_ctrl_c_stops_them_cleanly(tmp_path):
             assert proc.poll() is None, proc.stdout.read()
             time.sleep(0.2)
         assert "publishing 'synthetic'" in log.read_text()
-        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        proc.send_signal(getattr(signal, signame))
         out, _ = proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        if proc.poll() is None:  # failed: stop the nodes (SIGTERM, as Ctrl-C), never leave them running
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
     assert proc.returncode == 0, out
     assert "stopped: {'camera_source': 0}" in out, out

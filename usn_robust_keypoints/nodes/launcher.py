@@ -150,6 +150,10 @@ def start_nodes(config: Path, env: dict, log_dir: Path | None = None, remaps: li
     return procs
 
 
+def _raise_interrupt(signum: int, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def run(config: str | Path, duration: float | None = None, remaps: list[str] | None = None,
         log_dir: str | Path | None = None) -> int:
     """Run the nodes of ``config`` until Ctrl-C, ``duration`` seconds, or a node exits."""
@@ -161,11 +165,14 @@ def run(config: str | Path, duration: float | None = None, remaps: list[str] | N
           f"DDS profile {env['FASTDDS_DEFAULT_PROFILES_FILE']}); Ctrl-C stops", flush=True)
     procs = start_nodes(path, env, log, remaps)
     t_end = time.monotonic() + duration if duration else None
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM (kill, systemd) stops the nodes too
     try:
         while not procs.dead() and (t_end is None or time.monotonic() < t_end):
             time.sleep(0.2)
     except KeyboardInterrupt:
         print("\n[run] stopping", flush=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     dead = procs.dead()
     codes = procs.stop()
     for name, code in dead.items():
