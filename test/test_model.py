@@ -100,3 +100,30 @@ def test_device_selection():
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(ValueError):
         resolve_device("tpu")
+
+
+def test_zero_mean_stem_cancels_brightness_and_survives_training(tmp_path):
+    """Stem kernels stay zero-sum through training and a checkpoint; the stem's output then does not
+    depend on brightness away from the zero-padded border (for unclipped pixels), and the bounds
+    see it: the brightness coefficient of the first conv's forms vanishes there."""
+    from usn_robust_keypoints.certify.bounds import bound_layers, propagate
+    from usn_robust_keypoints.train import train_detector
+
+    torch.manual_seed(0)
+    m = HeatmapDetector(small_config(zero_mean_stem=True))
+    rng = np.random.default_rng(0)
+    images = rng.integers(40, 200, size=(16, 48, 64), dtype=np.uint8)
+    kps = rng.uniform(8, 40, size=(16, 4, 2)).astype(np.float32)
+    train_detector(m, images, kps, steps=3, batch_size=4, progress=False)
+    m2, _ = load_detector(save_checkpoint(m, tmp_path / "zm.safetensors"))
+    assert m2.config.zero_mean_stem
+    for net in (m, m2):
+        sums = net.net[0].weight.sum(dim=(1, 2, 3))
+        torch.testing.assert_close(sums, torch.zeros_like(sums), atol=1e-6, rtol=0)
+    x = torch.rand(1, 1, 48, 64) * 0.5 + 0.25  # stays unclipped for |b| <= 0.2
+    stem = m2.net[0]
+    with torch.no_grad():
+        d = stem(x + 0.2) - stem(x)
+    assert d[..., 1:-1, 1:-1].abs().max() < 1e-5 and d.abs().max() > 1e-3  # only the padded border moves
+    f = propagate(bound_layers(m2.eval())[:1], x, torch.tensor([[1.0, 1.0, -0.2, 0.2]]))
+    assert f.lower[:, 2, :, 1:-1, 1:-1].abs().max() < 1e-5

@@ -205,3 +205,11 @@ def test_parameter_changes_are_validated(pipeline):
         executor.shutdown()
         node.destroy_node()
         ctx.try_shutdown()
+
+
+def test_budget_counts_from_frame_arrival():
+    from usn_robust_keypoints.nodes.certifier import remaining_budget_ms
+
+    assert remaining_budget_ms(150.0, 30.0) == 120.0
+    assert remaining_budget_ms(150.0, 400.0) == 0.0  # waited past the budget: one pass, then UNKNOWN
+    assert remaining_budget_ms(0.0, 30.0) is None  # 0 = no budget

@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name}", type=int, help="architecture (default: DetectorConfig's)")
     p.add_argument("--dilations", type=int, nargs="+", help="dilation of each of the --depth stride-4 blocks")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    p.add_argument("--zero-mean-stem", action="store_true",
+                   help="keep the first conv's kernels at zero sum (brightness cancels in the first layer)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto|cpu|cuda")
     _robust_args(p)
@@ -224,11 +226,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.init:
         model, _ = load_detector(args.init)
         cfg = model.config
+        if args.zero_mean_stem:
+            cfg.zero_mean_stem = True
+            model.apply_constraints()
     else:
         names = load_coco(args.coco)[1] if args.coco else CHESSBOARD_9X6.keypoint_names
         arch = {k: getattr(args, k) for k in ("stem_width", "width", "depth", "head_width")}
         arch["output_stride"] = args.stride
         arch["dilations"] = args.dilations
+        arch["zero_mean_stem"] = args.zero_mean_stem or None
         if args.input_size:
             arch["input_width"], arch["input_height"] = (int(v) for v in args.input_size.lower().split("x"))
         cfg = DetectorConfig(num_keypoints=len(names), keypoint_names=names,

@@ -75,6 +75,7 @@ def train_detector(model: HeatmapDetector, images: np.ndarray, keypoints: np.nda
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
+        model.apply_constraints()
         sched.step()
         losses.append(loss.item())
         if step % 20 == 0:

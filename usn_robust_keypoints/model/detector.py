@@ -38,6 +38,10 @@ class DetectorConfig:
     # Dilation of each of the ``depth`` stride-4 blocks (None = all 1). Dilation widens the
     # receptive field at no cost in parameters; a linear bound propagator handles it like any conv.
     dilations: list[int] | None = None
+    # Keep every kernel of the first conv at zero sum (projected after each optimiser step): a
+    # brightness shift b then cancels exactly in the first layer wherever no pixel of the kernel's
+    # window is clipped or zero-padded, so the bounds see almost no brightness at all.
+    zero_mean_stem: bool = False
 
     def __post_init__(self) -> None:
         if self.output_stride not in (2, 4):
@@ -107,6 +111,15 @@ class HeatmapDetector(nn.Module):
             cin = chans[-1]
         layers.append(nn.Conv2d(cin, config.num_keypoints, 1))
         self.net = nn.Sequential(*layers)
+        self.apply_constraints()
+
+    def apply_constraints(self) -> None:
+        """Project the weights onto the architecture's constraints (``zero_mean_stem``); the
+        training loops call it after every optimiser step."""
+        if self.config.zero_mean_stem:
+            with torch.no_grad():
+                w = self.net[0].weight
+                w.sub_(w.mean(dim=(1, 2, 3), keepdim=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

@@ -3,6 +3,8 @@
 Subscribes ``image``, rejects bad frames at once, and keeps only the latest good frame: a worker thread certifies it within
 ``budget_ms`` while newer frames replace older unprocessed ones, which are counted as skipped —
 so the certifier never slows down the camera or the detector (run it as its own node/process).
+The budget counts from the frame's arrival: time a frame waited for the worker is taken out of its
+certification time, so a certificate is published at most about ``budget_ms`` after its image.
 Publishes ``certified_keypoints`` (usn_robust_keypoints_msgs/CertifiedKeypoints, the image's
 header) and processed/skipped/rejected counts on ``diagnostics``. ``alpha``, ``beta``,
 ``radius``, ``backend``, ``budget_ms``, ``margins``, ``model_path`` and ``device`` can be changed
@@ -58,6 +60,14 @@ class CertifierSettings:
             raise ValueError(f"budget_ms must be >= 0 (0 = no budget), got {self.budget_ms}")
 
 
+def remaining_budget_ms(budget_ms: float, waited_ms: float) -> float | None:
+    """The certification budget left to a frame that waited ``waited_ms`` since its arrival
+    (``None`` = no budget when ``budget_ms`` is 0; at least 0, which yields UNKNOWN at once)."""
+    if budget_ms <= 0:
+        return None
+    return max(0.0, budget_ms - waited_ms)
+
+
 class CertifierNode(Node):
     """Certifies the latest image in a worker thread (composable: pass ``**kwargs`` to ``Node``)."""
 
@@ -79,7 +89,7 @@ class CertifierNode(Node):
         torch.set_num_threads(max(1, int(p("num_threads").value)))
         self.counters = FrameCounters()
         self._lock = threading.Condition()
-        self._latest: tuple[Image, np.ndarray] | None = None
+        self._latest: tuple[Image, np.ndarray, float] | None = None
         self._stop = False
         self.model = None
         try:
@@ -139,7 +149,7 @@ class CertifierNode(Node):
         with self._lock:
             if self._latest is not None:
                 self.counters.add(skipped=1)
-            self._latest = (msg, frame)
+            self._latest = (msg, frame, time.perf_counter())
             self._lock.notify()
 
     def _work(self) -> None:
@@ -149,7 +159,7 @@ class CertifierNode(Node):
                     self._lock.wait()
                 if self._stop:
                     return
-                (msg, frame), self._latest = self._latest, None
+                (msg, frame, arrived), self._latest = self._latest, None
                 model, s = self.model, self.settings
             if model is None:
                 self._reject(msg, "no model loaded (see model_path)")
@@ -157,7 +167,7 @@ class CertifierNode(Node):
             try:
                 t0 = time.perf_counter()
                 cert = certify(model, frame, alpha=s.alpha, beta=s.beta, radius=s.radius, backend=s.backend,
-                               budget_ms=s.budget_ms or None, margins=s.margins)
+                               budget_ms=remaining_budget_ms(s.budget_ms, (t0 - arrived) * 1e3), margins=s.margins)
                 dt = (time.perf_counter() - t0) * 1e3
             except ValueError as e:
                 self._reject(msg, str(e))

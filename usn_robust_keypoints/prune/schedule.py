@@ -121,6 +121,7 @@ def fine_tune(model: HeatmapDetector, images: np.ndarray, keypoints: np.ndarray,
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
+        model.apply_constraints()
         if gate_loss is not None:
             w = gate_loss(model)
             if w.requires_grad:
