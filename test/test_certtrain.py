@@ -133,3 +133,28 @@ def test_tradeoff_merge_writes_table_and_plot(tmp_path):
     (tmp_path / "r2.json").write_text(json.dumps({"config": asdict(TradeoffConfig(frames=3)), "rows": []}))
     with pytest.raises(ValueError):
         merge_results([tmp_path / "r0.json", tmp_path / "r2.json"], tmp_path / "bad")
+
+
+def test_sub_box_margins_are_tighter_and_sound(data, pretrained):
+    """Bounding a 2x2 grid of sub-boxes never loosens the whole-box margin, and no sampled
+    perturbation of the box has a smaller true margin than either bound."""
+    from usn_robust_keypoints.certify.batch import worst_margins
+    from usn_robust_keypoints.perturbation import PerturbationBox, apply_perturbation
+
+    model = pretrained.eval()
+    x = _inputs(data[0][128:136])
+    cells, _ = keypoint_cells(torch.from_numpy(data[1][128:136]), CFG.output_stride, CFG.heatmap_size)
+    eps, r = 0.1, 1.0
+    with torch.no_grad():
+        m1 = worst_margins(model, x, cells, eps, eps, r)
+        m2 = worst_margins(model, x, cells, eps, eps, r, splits=2)
+        assert (m2 >= m1 - 1e-5).all() and (m2 > m1 + 1e-3).any()
+        theta = PerturbationBox(eps, eps).sample(64, torch.Generator().manual_seed(0)).float()
+        h, w = CFG.heatmap_size
+        rows, cols = torch.arange(h).repeat_interleave(w), torch.arange(w).repeat(h)
+        for i in range(x.shape[0]):
+            hm = model(apply_perturbation(x[i:i + 1].expand(64, -1, -1, -1), theta[:, 0], theta[:, 1]))[:, 0].flatten(1)
+            q = cells[i, 0, 0] * w + cells[i, 0, 1]
+            outside = (rows - cells[i, 0, 0]) ** 2 + (cols - cells[i, 0, 1]) ** 2 > r ** 2
+            true_min = (hm[:, q:q + 1] - hm[:, outside]).min()
+            assert true_min >= m2[i, 0] - 1e-4 and true_min >= m1[i, 0] - 1e-4

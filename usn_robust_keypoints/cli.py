@@ -183,6 +183,8 @@ def _robust_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--robust-ramp", type=float, default=0.5, help="fraction of the steps over which ε ramps up from 0")
     g.add_argument("--robust-batch", type=int, default=8, help="images per step for the robustness term")
     g.add_argument("--robust-radius", type=float, default=4.0, help="disk radius r (model-input px)")
+    g.add_argument("--robust-splits", type=int, default=1,
+                   help="bound an S x S grid of sub-boxes of the training box (cost x S^2; tighter)")
     g.add_argument("--robust-form", default="softplus", choices=("softplus", "log"),
                    help="per-keypoint term: softplus(t - m) or log1p(softplus(t - m))")
 

@@ -50,16 +50,33 @@ def certify_batch(detector: nn.Module, x: torch.Tensor, alpha: float, beta: floa
             "cells": torch.tensor(out["cells"], dtype=torch.long)}
 
 
+def sub_boxes(alpha: float, beta: float, splits: int) -> torch.Tensor:
+    """The ``splits x splits`` grid of sub-boxes ``(splits**2, 4) = (c_lo, c_hi, b_lo, b_hi)`` of
+    ``c in [1-alpha, 1+alpha]``, ``b in [-beta, beta]``."""
+    c = torch.linspace(1.0 - alpha, 1.0 + alpha, splits + 1, dtype=torch.float64)
+    b = torch.linspace(-beta, beta, splits + 1, dtype=torch.float64)
+    return torch.tensor([[c[i], c[i + 1], b[j], b[j + 1]] for i in range(splits) for j in range(splits)])
+
+
 def worst_margins(detector: nn.Module, x: torch.Tensor, cells: torch.Tensor, alpha: float, beta: float,
-                  radius_cells: float) -> torch.Tensor:
+                  radius_cells: float, splits: int = 1) -> torch.Tensor:
     """Differentiable ``min over the box, over cells s outside the disk of [H_q - H_s]`` (N, K),
     with ``q = cells[n, k] = (row, col)`` and the disk of ``radius_cells`` heatmap cells around it.
 
-    Pure torch on the forward-mode bounds over the whole box (no splitting), so it can be a loss
-    (e.g. ``softplus(t - worst_margins(...)).mean()``); > 0 proves the spec for that keypoint."""
+    Pure torch on the forward-mode bounds, so it can be a loss (e.g. ``softplus(t -
+    worst_margins(...)).mean()``); > 0 proves the spec for that keypoint. ``splits > 1`` bounds
+    each of the ``splits x splits`` sub-boxes separately (tighter, ``splits**2`` times the cost)
+    and takes the worst."""
+    if splits < 1:
+        raise ValueError(f"splits must be >= 1, got {splits}")
     layers = bound_layers(detector, differentiable=True)
+    grid = sub_boxes(alpha, beta, splits).to(x.dtype).to(x.device)
+    m = grid.shape[0]
+    n0 = x.shape[0]
+    x = x.repeat_interleave(m, dim=0)
+    cells = cells.repeat_interleave(m, dim=0)
     n = x.shape[0]
-    boxes = torch.tensor([[1.0 - alpha, 1.0 + alpha, -beta, beta]], dtype=x.dtype, device=x.device).expand(n, 4)
+    boxes = grid.repeat(n0, 1)
     f = propagate(layers, x, boxes)
     k, h, w = f.lower.shape[2:]
     flat = (cells[..., 0] * w + cells[..., 1]).to(x.device)  # (N, K)
@@ -71,4 +88,5 @@ def worst_margins(detector: nn.Module, x: torch.Tensor, cells: torch.Tensor, alp
     cols = torch.arange(w, device=x.device).repeat(h)
     d2 = (rows.view(1, 1, -1) - cells[..., :1].to(x.device)) ** 2 + (cols.view(1, 1, -1) - cells[..., 1:].to(x.device)) ** 2
     outside = d2.to(x.dtype) > radius_cells ** 2
-    return torch.where(outside, margin, torch.full_like(margin, math.inf)).amin(dim=2)
+    worst = torch.where(outside, margin, torch.full_like(margin, math.inf)).amin(dim=2)  # (N * m, K)
+    return worst.view(n0, m, k).amin(dim=1)

@@ -43,14 +43,15 @@ class RobustConfig:
     radius: float = 4.0
     target: float = 0.5
     form: str = "softplus"  # "log": log1p(softplus(target - m)), scale-free while margins are far below 0
+    splits: int = 1  # bound a splits x splits grid of sub-boxes (the certifier splits the box too)
 
     def __post_init__(self) -> None:
         if self.form not in FORMS:
             raise ValueError(f"form must be one of {FORMS}, got {self.form!r}")
         if not self.kappa >= 0 or not 0 <= self.eps < 1:
             raise ValueError(f"need kappa >= 0 and 0 <= eps < 1, got kappa={self.kappa}, eps={self.eps}")
-        if not 0 <= self.ramp <= 1 or self.batch < 1 or not self.radius >= 0:
-            raise ValueError("need 0 <= ramp <= 1, batch >= 1 and radius >= 0")
+        if not 0 <= self.ramp <= 1 or self.batch < 1 or not self.radius >= 0 or self.splits < 1:
+            raise ValueError("need 0 <= ramp <= 1, batch >= 1, radius >= 0 and splits >= 1")
 
     def eps_at(self, step: int, steps: int) -> float:
         """The ramped box half-width at ``step`` of ``steps``."""
@@ -77,11 +78,13 @@ def keypoint_cells(keypoints: torch.Tensor, stride: int, heatmap_size: tuple[int
 
 
 def robustness_loss(detector: nn.Module, x: torch.Tensor, cells: torch.Tensor, valid: torch.Tensor, eps: float,
-                    radius_cells: float, target: float = 0.5, form: str = "softplus") -> tuple[torch.Tensor, torch.Tensor]:
+                    radius_cells: float, target: float = 0.5, form: str = "softplus",
+                    splits: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """``(mean softplus(target - margin) over valid keypoints, margins (N, K))`` for inputs ``x
-    (N, 1, h, w)`` in [0, 1], their ground-truth cells ``(N, K, 2)`` and the box ``alpha = beta = eps``;
-    ``form="log"`` takes ``log1p`` of each term (its gradient is relative to how far the margin is)."""
-    margins = worst_margins(detector, x, cells, eps, eps, radius_cells)
+    (N, 1, h, w)`` in [0, 1], their ground-truth cells ``(N, K, 2)`` and the box ``alpha = beta = eps``
+    (bounded as ``splits x splits`` sub-boxes); ``form="log"`` takes ``log1p`` of each term (its
+    gradient is relative to how far the margin is)."""
+    margins = worst_margins(detector, x, cells, eps, eps, radius_cells, splits)
     terms = F.softplus(target - margins)
     if form == "log":
         terms = torch.log1p(terms)
@@ -134,7 +137,7 @@ class RobustnessTerm:
         x = self.images[idx].to(dev, torch.float32).div_(255.0).unsqueeze(1)
         cells, valid = keypoint_cells(self.keypoints[idx], mc.output_stride, mc.heatmap_size)
         loss, margins = robustness_loss(model, x, cells.to(dev), valid.to(dev), eps, cfg.radius / mc.output_stride,
-                                        cfg.target, cfg.form)
+                                        cfg.target, cfg.form, cfg.splits)
         with torch.no_grad():
             v = valid.to(dev)
             self.history.eps.append(eps)
@@ -156,5 +159,5 @@ def robust_term(args, images: np.ndarray, keypoints: np.ndarray, steps: int) -> 
     if not args.robust_kappa > 0:
         return None
     cfg = RobustConfig(kappa=args.robust_kappa, eps=args.robust_eps, ramp=args.robust_ramp, batch=args.robust_batch,
-                       radius=args.robust_radius, form=args.robust_form)
+                       radius=args.robust_radius, form=args.robust_form, splits=args.robust_splits)
     return RobustnessTerm(images, keypoints, cfg, steps, seed=args.seed)

@@ -43,7 +43,7 @@ class CertifierSettings:
     beta: float = 0.02
     radius: float = 4.0
     backend: str = "native"
-    budget_ms: float = 150.0
+    budget_ms: float = 120.0
     margins: bool = True
 
     def validate(self) -> None:
