@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         return run
 
     p = sub.add_parser("prune", help="USN (or baseline) structured pruning of a checkpoint, progressive with fine-tuning")
-    p.add_argument("--model", help="checkpoint to prune (default: the shipped default model)")
+    p.add_argument("--model", help="checkpoint to prune (default: the shipped dense model)")
     p.add_argument("--method", default="usn", choices=("usn", "random", "l1", "bn", "taylor"))
     p.add_argument("--sparsity", type=float, default=0.5, help="fraction of hidden conv channels to remove")
     p.add_argument("--wasserstein", type=float, default=0.0, help="λ of the Wasserstein concentration loss")

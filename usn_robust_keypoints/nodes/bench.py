@@ -101,14 +101,15 @@ def markdown_table(rows: list[dict]) -> str:
 def run_bench(dense: str | None = None, pruned: str | None = None, source: str = "synthetic",
               rate: float = 30.0, warmup: float = 3.0, seconds: float = 15.0,
               out_dir: str | Path = "results/bench_ros", budget_ms: float | None = None) -> int:
-    """Benchmark the dense and the pruned model (shipped ones by default) one after the other."""
-    from ..weights import DEFAULT_DENSE, DEFAULT_PRUNED, WEIGHTS_DIR
+    """Benchmark the dense and the pruned model (the shipped dense and the nodes' default by
+    default) one after the other."""
+    from ..weights import DEFAULT_DENSE, WEIGHTS_DIR, default_model_path
     from .demo import resolve_source
 
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     source = resolve_source(source)
-    models = [Path(m) for m in (dense or WEIGHTS_DIR / DEFAULT_DENSE, pruned or WEIGHTS_DIR / DEFAULT_PRUNED)]
+    models = [Path(m) for m in (dense or WEIGHTS_DIR / DEFAULT_DENSE, pruned or default_model_path())]
     missing = [str(m) for m in models if not m.is_file()]
     for m in missing:
         print(f"[bench-ros] skipping missing model {m}", flush=True)

@@ -21,14 +21,14 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from ..data import CHESSBOARD_9X6, SceneConfig, generate_split
     from ..evaluate import evaluate_model
     from ..model import KeypointModel, load_detector, save_checkpoint
-    from ..weights import default_model_path
+    from ..weights import DEFAULT_DENSE, shipped_model_path
     from ..certify.training_loss import robust_term
     from .schedule import ScheduleConfig, progressive_prune, round_plan
     from .surgery import count_hidden_channels
     from .usn import plot_scores, save_scores, usn_scores
 
     torch.set_num_threads(args.threads)
-    src = Path(args.model) if args.model else default_model_path()
+    src = Path(args.model) if args.model else shipped_model_path(DEFAULT_DENSE)
     dense, _ = load_detector(src)
     cfg = dense.config
     sc = SceneConfig(cfg.input_width, cfg.input_height)
