@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=20.0, help="seconds (default 20)")
     p.add_argument("--source", default="opencv-doc:left[0-9]*.jpg",
                    help="synthetic | opencv-doc:<glob> | camera index | video | image folder/glob")
-    p.add_argument("--model", default=None, help="checkpoint (default: the shipped pruned model)")
+    p.add_argument("--model", default=None, help="checkpoint (default: the nodes' default model)")
     p.add_argument("--rate", type=float, default=15.0, help="camera Hz (default 15)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--out", default="results/demo", help="results folder")
