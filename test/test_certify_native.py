@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
@@ -13,6 +12,7 @@ from usn_robust_keypoints.certify.bounds import bound_layers, concrete_max, conc
 from usn_robust_keypoints.model import DetectorConfig, KeypointModel, load_model
 from usn_robust_keypoints.model.preprocess import decode_heatmaps
 from usn_robust_keypoints.perturbation import PerturbationBox, apply_perturbation
+from usn_robust_keypoints.weights import WEIGHTS_DIR
 
 from random_nets import random_model
 
@@ -220,7 +220,7 @@ def test_certify_batch_and_differentiable_margins() -> None:
                 assert out["certified"][n, k]
 
 
-SHIPPED = sorted(p.name for p in __import__("usn_robust_keypoints.weights", fromlist=["x"]).WEIGHTS_DIR.glob("*.safetensors"))
+SHIPPED = sorted(p.name for p in WEIGHTS_DIR.glob("*.safetensors"))
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -228,7 +228,6 @@ def test_shipped_model_sound(name: str) -> None:
     """Every shipped model: bounds contain sampled perturbations, and certified keypoints (a
     synthetic test scene, where the models do certify some) keep every sampled argmax within r*."""
     from usn_robust_keypoints.data import generate_split
-    from usn_robust_keypoints.weights import WEIGHTS_DIR
 
     model = load_model(WEIGHTS_DIR / name, device="cpu")
     scene = generate_split("test", 1, progress=False)[0][0]
