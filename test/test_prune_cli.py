@@ -61,3 +61,21 @@ def test_experiment_quick_writes_table_and_plots(tiny_model, tmp_path):
     assert "| dense |" in table and "USN+W" in table
     for png in ("certified_accuracy.png", "pck.png", "cert_time.png"):
         assert (out / png).stat().st_size > 0
+
+
+def test_experiment_with_robust_term_adds_kappa0_ablation(tiny_model, tmp_path):
+    out = tmp_path / "results"
+    rc = main(["experiment", "--quick", "--model", str(tiny_model), "--out", str(out), "--threads", "1",
+               "--methods", "usn+w", "random", "--robust-kappa", "0.1", "--robust-eps", "0.02", "--robust-ramp", "0"])
+    assert rc == 0
+    rows = json.loads((out / "results.json").read_text())["rows"][1:]
+    by_label = {r["model"]: r for r in rows}
+    assert set(by_label) == {"USN+W (λ=1)", "random", "USN+W (λ=1) κ=0"}
+    assert by_label["USN+W (λ=1)"]["kappa"] == 0.1 and by_label["random"]["kappa"] == 0.1
+    assert by_label["USN+W (λ=1) κ=0"]["kappa"] == 0.0
+    # The term ran in every fine-tuning step of the trajectory: 4 rounds x 2 steps + 2 recovery steps.
+    _, meta = load_detector(out / by_label["random"]["file"])
+    assert meta["robust"]["steps"] == 10 and meta["robust"]["eps"] == 0.02
+    _, meta0 = load_detector(out / by_label["USN+W (λ=1) κ=0"]["file"])
+    assert "robust" not in meta0
+    assert "κ = 0.1" in (out / "results.md").read_text()

@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-images", type=int, help="synthetic test scenes for PCK")
     p.add_argument("--eps", type=float, nargs="+", help="α = β values of the certified columns")
     p.add_argument("--beta-grid", type=float, nargs="+", help="ascending β grid of mean β*")
+    _robust_args(p)
     p.set_defaults(func=_prune_command("cmd_experiment"))
 
     # ROS 2 (usn_robust_keypoints.nodes): run / demo / bench-ros

@@ -153,11 +153,16 @@ class RobustnessTerm:
                 "proven_fraction": float(np.mean(h.proven[-last:])) if h.proven else None}
 
 
+def robust_config(args) -> RobustConfig | None:
+    """The config of the ``--robust-*`` CLI options (None when ``--robust-kappa`` is 0)."""
+    if not args.robust_kappa > 0:
+        return None
+    return RobustConfig(kappa=args.robust_kappa, eps=args.robust_eps, ramp=args.robust_ramp, batch=args.robust_batch,
+                        radius=args.robust_radius, form=args.robust_form, splits=args.robust_splits)
+
+
 def robust_term(args, images: np.ndarray, keypoints: np.ndarray, steps: int) -> RobustnessTerm | None:
     """The term for the ``--robust-*`` options of ``usn-keypoints train`` / ``prune`` (None when
     ``--robust-kappa`` is 0)."""
-    if not args.robust_kappa > 0:
-        return None
-    cfg = RobustConfig(kappa=args.robust_kappa, eps=args.robust_eps, ramp=args.robust_ramp, batch=args.robust_batch,
-                       radius=args.robust_radius, form=args.robust_form, splits=args.robust_splits)
-    return RobustnessTerm(images, keypoints, cfg, steps, seed=args.seed)
+    cfg = robust_config(args)
+    return None if cfg is None else RobustnessTerm(images, keypoints, cfg, steps, seed=args.seed)

@@ -67,6 +67,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 def cmd_experiment(args: argparse.Namespace) -> int:
     """Run the whole pruning comparison and write the table and plots."""
+    from ..certify.training_loss import robust_config
     from .experiment import ExperimentConfig, run_experiment, results_table
     from .usn import UsnConfig
 
@@ -80,6 +81,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
             kw[key] = tuple(getattr(args, key))
     if args.no_ablations:
         kw["ablations"] = False
+    kw["robust"] = robust_config(args)
     cfg = ExperimentConfig.quick(**kw) if args.quick else ExperimentConfig(**kw)
     if not args.quick:
         cfg.usn = UsnConfig(**{**asdict(cfg.usn), "seed": cfg.seed})

@@ -8,6 +8,10 @@ truth *and* certified at alpha = beta = eps, radius r) and the raw certified rat
 :func:`beta_star_grid`);
 certification time per frame; detector latency (batch 1); parameters and MACs. Writes
 ``results.md`` (table), ``results.json`` and PNG plots to the output folder.
+
+With ``robust`` set, every fine-tuning of every method adds the same certifiability term (the
+certifier's bounds, :mod:`..certify.training_loss`), and one ablation trajectory runs USN + W
+without it (``κ=0``).
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ import torch
 import torch_pruning as tp
 from tqdm import tqdm
 
+from ..certify.training_loss import RobustConfig, RobustnessTerm
 from ..model import KeypointModel, load_detector, save_checkpoint
 from ..model.detector import HeatmapDetector
-from .schedule import ScheduleConfig, progressive_prune
+from .schedule import ScheduleConfig, progressive_prune, round_plan
 from .surgery import count_hidden_channels
 from .usn import UsnConfig
 
@@ -58,6 +63,7 @@ class ExperimentConfig:
     seed: int = 0
     threads: int = 1
     usn: UsnConfig = field(default_factory=UsnConfig)
+    robust: RobustConfig | None = None  # certifiability term in every fine-tuning (None: off)
 
     @classmethod
     def quick(cls, **kw) -> "ExperimentConfig":
@@ -177,8 +183,8 @@ def _sym() -> list[list[int]]:
     return CHESSBOARD_9X6.symmetries
 
 
-def _runs(cfg: ExperimentConfig) -> list[tuple[str, ScheduleConfig]]:
-    """(row label, schedule) of every pruning trajectory of the comparison."""
+def _runs(cfg: ExperimentConfig) -> list[tuple[str, ScheduleConfig, bool]]:
+    """(row label, schedule, with the robustness term) of every pruning trajectory."""
     common = dict(targets=tuple(cfg.sparsities), round_fraction=cfg.round_fraction,
                   steps_per_round=cfg.steps_per_round, recovery_steps=cfg.recovery_steps,
                   batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed, usn=cfg.usn, w_variant=cfg.w_variant)
@@ -190,16 +196,29 @@ def _runs(cfg: ExperimentConfig) -> list[tuple[str, ScheduleConfig]]:
             runs.append(("USN (λ=0)", ScheduleConfig(method="usn", **common)))
         else:
             runs.append((m, ScheduleConfig(method=m, **common)))
+    runs = [(label, sched, cfg.robust is not None) for label, sched in runs]
+    if cfg.robust is not None and "usn+w" in cfg.methods:
+        runs.append((f"USN+W (λ={cfg.wasserstein:g}) κ=0",
+                     ScheduleConfig(method="usn", wasserstein=cfg.wasserstein, **common), False))
     if cfg.ablations:
         mid = (sorted(cfg.sparsities)[len(cfg.sparsities) // 2],)
         nob = replace(cfg.usn, include_bias=False)
         one = {**common, "targets": mid}
-        runs += [("USN no bias (λ=0)", ScheduleConfig(method="usn", **{**one, "usn": nob})),
+        on = cfg.robust is not None
+        runs += [("USN no bias (λ=0)", ScheduleConfig(method="usn", **{**one, "usn": nob}), on),
                  (f"USN+W no bias (λ={cfg.wasserstein:g})",
-                  ScheduleConfig(method="usn", wasserstein=cfg.wasserstein, **{**one, "usn": nob})),
+                  ScheduleConfig(method="usn", wasserstein=cfg.wasserstein, **{**one, "usn": nob}), on),
                  (f"USN+W sorted (λ={cfg.wasserstein:g})",
-                  ScheduleConfig(method="usn", wasserstein=cfg.wasserstein, **{**one, "w_variant": "sorted"}))]
+                  ScheduleConfig(method="usn", wasserstein=cfg.wasserstein, **{**one, "w_variant": "sorted"}), on)]
     return runs
+
+
+def _robust_term(dense: HeatmapDetector, sched: ScheduleConfig, cfg: ExperimentConfig, images: np.ndarray,
+                 kps: np.ndarray) -> RobustnessTerm:
+    """A fresh robustness term whose ε ramp spans the whole trajectory of ``sched``."""
+    rounds = len(round_plan(count_hidden_channels(dense), sched.targets, sched.round_fraction))
+    steps = rounds * sched.steps_per_round + len(sched.targets) * sched.recovery_steps
+    return RobustnessTerm(images, kps, cfg.robust, steps, seed=cfg.seed)
 
 
 def run_experiment(cfg: ExperimentConfig, out: str | Path, progress: bool = True) -> list[dict]:
@@ -212,16 +231,20 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, progress: bool = True
     rows = [{"model": "dense", "method": "dense", "lambda": 0.0, "sparsity": 0.0,
              **evaluate_detector(dense, te_x, te_k, cfg, progress)}]
     _write(rows, cfg, out)
-    for label, sched in _runs(cfg):
+    for label, sched, robust in _runs(cfg):
         t0 = time.perf_counter()
-        results = progressive_prune(dense, tr_x, tr_k, sched, progress=progress)
+        extra = _robust_term(dense, sched, cfg, tr_x, tr_k) if robust else None
+        results = progressive_prune(dense, tr_x, tr_k, sched, progress=progress, extra_loss=extra)
         prune_s = time.perf_counter() - t0
         for res in results:
             name = f"{label} {res.sparsity:.0%}"
             fname = "".join(ch if ch.isalnum() else "_" for ch in name).strip("_")
-            save_checkpoint(res.detector, out / "models" / f"{fname}.safetensors",
-                            extra={"pruning": {**sched.to_dict(), "sparsity": res.sparsity}})
+            info = {"pruning": {**sched.to_dict(), "sparsity": res.sparsity}}
+            if extra is not None:
+                info["robust"] = extra.summary()
+            save_checkpoint(res.detector, out / "models" / f"{fname}.safetensors", extra=info)
             rows.append({"model": label, "method": sched.method, "lambda": sched.wasserstein,
+                         "kappa": cfg.robust.kappa if extra is not None else 0.0,
                          "sparsity": res.sparsity, "file": f"models/{fname}.safetensors",
                          "prune_time_s": prune_s, **evaluate_detector(res.detector, te_x, te_k, cfg, progress)})
             _write(rows, cfg, out)
@@ -259,7 +282,12 @@ def _write(rows: list[dict], cfg: ExperimentConfig, out: Path) -> None:
     head = (f"Synthetic test split: PCK on {cfg.test_images} images; certification on the first "
             f"{cfg.cert_frames} frames ({n_kp} keypoints), backend `{cfg.backend}`, r = {cfg.radius:g} px, "
             f"α = β = ε, max_depth {cfg.max_depth if cfg.max_depth is not None else 'default'}, tolerance "
-            f"{cfg.tolerance:g} px, {cfg.threads} torch thread(s), seed {cfg.seed}.\n\n")
+            f"{cfg.tolerance:g} px, {cfg.threads} torch thread(s), seed {cfg.seed}.")
+    if cfg.robust is not None:
+        r = cfg.robust
+        head += (f" Every fine-tuning adds the certifiability term κ = {r.kappa:g} (ε_train = {r.eps:g}, ramp "
+                 f"{r.ramp:g}, form {r.form}, batch {r.batch}, r = {r.radius:g} input px) except the `κ=0` row.")
+    head += "\n\n"
     (out / "results.md").write_text(head + results_table(rows, cfg) + "\n")
 
 
