@@ -63,10 +63,11 @@ def test_experiment_quick_writes_table_and_plots(tiny_model, tmp_path):
         assert (out / png).stat().st_size > 0
 
 
-def test_experiment_with_robust_term_adds_kappa0_ablation(tiny_model, tmp_path):
+def test_experiment_robust_term_kappa0_ablation_in_parallel_jobs(tiny_model, tmp_path):
     out = tmp_path / "results"
     rc = main(["experiment", "--quick", "--model", str(tiny_model), "--out", str(out), "--threads", "1",
-               "--methods", "usn+w", "random", "--robust-kappa", "0.1", "--robust-eps", "0.02", "--robust-ramp", "0"])
+               "--methods", "usn+w", "random", "--robust-kappa", "0.1", "--robust-eps", "0.02", "--robust-ramp", "0",
+               "--jobs", "2"])  # worker processes
     assert rc == 0
     rows = json.loads((out / "results.json").read_text())["rows"][1:]
     by_label = {r["model"]: r for r in rows}
@@ -79,3 +80,4 @@ def test_experiment_with_robust_term_adds_kappa0_ablation(tiny_model, tmp_path):
     _, meta0 = load_detector(out / by_label["USN+W (λ=1) κ=0"]["file"])
     assert "robust" not in meta0
     assert "κ = 0.1" in (out / "results.md").read_text()
+    assert [r["model"] for r in rows] == ["USN+W (λ=1)", "random", "USN+W (λ=1) κ=0"]  # run order kept

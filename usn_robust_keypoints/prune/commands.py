@@ -71,7 +71,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from .experiment import ExperimentConfig, run_experiment, results_table
     from .usn import UsnConfig
 
-    kw = {k: v for k, v in dict(model=args.model, seed=args.seed, threads=args.threads,
+    kw = {k: v for k, v in dict(model=args.model, seed=args.seed, threads=args.threads, jobs=args.jobs,
                                 wasserstein=args.wasserstein, cert_frames=args.cert_frames,
                                 max_depth=args.max_depth, train_images=args.train_images,
                                 steps_per_round=args.steps_per_round, recovery_steps=args.recovery_steps,

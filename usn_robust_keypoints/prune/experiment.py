@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -62,6 +64,7 @@ class ExperimentConfig:
     max_depth: int | None = None  # native θ-box splitting depth (None: the certify default)
     seed: int = 0
     threads: int = 1
+    jobs: int = 1  # pruning trajectories run in parallel worker processes
     usn: UsnConfig = field(default_factory=UsnConfig)
     robust: RobustConfig | None = None  # certifiability term in every fine-tuning (None: off)
 
@@ -222,33 +225,58 @@ def _robust_term(dense: HeatmapDetector, sched: ScheduleConfig, cfg: ExperimentC
 
 
 def run_experiment(cfg: ExperimentConfig, out: str | Path, progress: bool = True) -> list[dict]:
-    """Run the comparison, write results.md / results.json / plots / pruned checkpoints to ``out``."""
+    """Run the comparison, write results.md / results.json / plots / pruned checkpoints to ``out``.
+    With ``cfg.jobs > 1`` the pruning trajectories run in that many worker processes (each with
+    ``cfg.threads`` torch threads; their progress bars are off, one bar counts trajectories)."""
     torch.set_num_threads(cfg.threads)
     out = Path(out)
     (out / "models").mkdir(parents=True, exist_ok=True)
     dense, _ = load_detector(_dense_path(cfg))
-    tr_x, tr_k, te_x, te_k = load_splits(dense, cfg, progress)
-    rows = [{"model": "dense", "method": "dense", "lambda": 0.0, "sparsity": 0.0,
+    _, _, te_x, te_k = load_splits(dense, cfg, progress)
+    rows = [{"model": "dense", "method": "dense", "lambda": 0.0, "kappa": 0.0, "sparsity": 0.0,
              **evaluate_detector(dense, te_x, te_k, cfg, progress)}]
     _write(rows, cfg, out)
-    for label, sched, robust in _runs(cfg):
-        t0 = time.perf_counter()
-        extra = _robust_term(dense, sched, cfg, tr_x, tr_k) if robust else None
-        results = progressive_prune(dense, tr_x, tr_k, sched, progress=progress, extra_loss=extra)
-        prune_s = time.perf_counter() - t0
-        for res in results:
-            name = f"{label} {res.sparsity:.0%}"
-            fname = "".join(ch if ch.isalnum() else "_" for ch in name).strip("_")
-            info = {"pruning": {**sched.to_dict(), "sparsity": res.sparsity}}
-            if extra is not None:
-                info["robust"] = extra.summary()
-            save_checkpoint(res.detector, out / "models" / f"{fname}.safetensors", extra=info)
-            rows.append({"model": label, "method": sched.method, "lambda": sched.wasserstein,
-                         "kappa": cfg.robust.kappa if extra is not None else 0.0,
-                         "sparsity": res.sparsity, "file": f"models/{fname}.safetensors",
-                         "prune_time_s": prune_s, **evaluate_detector(res.detector, te_x, te_k, cfg, progress)})
+    runs = _runs(cfg)
+    if cfg.jobs <= 1:
+        for run in runs:
+            rows += _trajectory(cfg, run, out, progress)
             _write(rows, cfg, out)
+    else:
+        done: dict[int, list[dict]] = {}
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(cfg.jobs, mp_context=ctx) as pool:
+            futures = {pool.submit(_trajectory, cfg, run, out, False): i for i, run in enumerate(runs)}
+            for fut in tqdm(as_completed(futures), total=len(futures), desc="trajectories", disable=not progress):
+                done[futures[fut]] = fut.result()
+                _write(rows + [r for i in sorted(done) for r in done[i]], cfg, out)
+        rows += [r for i in sorted(done) for r in done[i]]
     plot_results(rows, cfg, out)
+    return rows
+
+
+def _trajectory(cfg: ExperimentConfig, run: tuple[str, ScheduleConfig, bool], out: Path,
+                progress: bool) -> list[dict]:
+    """Prune the dense model along one schedule; save and evaluate the model at every target."""
+    torch.set_num_threads(cfg.threads)
+    label, sched, robust = run
+    dense, _ = load_detector(_dense_path(cfg))
+    tr_x, tr_k, te_x, te_k = load_splits(dense, cfg, progress=False)
+    t0 = time.perf_counter()
+    extra = _robust_term(dense, sched, cfg, tr_x, tr_k) if robust else None
+    results = progressive_prune(dense, tr_x, tr_k, sched, progress=progress, extra_loss=extra)
+    prune_s = time.perf_counter() - t0
+    rows = []
+    for res in results:
+        name = f"{label} {res.sparsity:.0%}"
+        fname = "".join(ch if ch.isalnum() else "_" for ch in name).strip("_")
+        info = {"pruning": {**sched.to_dict(), "sparsity": res.sparsity}}
+        if extra is not None:
+            info["robust"] = extra.summary()
+        save_checkpoint(res.detector, out / "models" / f"{fname}.safetensors", extra=info)
+        rows.append({"model": label, "method": sched.method, "lambda": sched.wasserstein,
+                     "kappa": cfg.robust.kappa if extra is not None else 0.0,
+                     "sparsity": res.sparsity, "file": f"models/{fname}.safetensors",
+                     "prune_time_s": prune_s, **evaluate_detector(res.detector, te_x, te_k, cfg, progress)})
     return rows
 
 
@@ -282,7 +310,7 @@ def _write(rows: list[dict], cfg: ExperimentConfig, out: Path) -> None:
     head = (f"Synthetic test split: PCK on {cfg.test_images} images; certification on the first "
             f"{cfg.cert_frames} frames ({n_kp} keypoints), backend `{cfg.backend}`, r = {cfg.radius:g} px, "
             f"α = β = ε, max_depth {cfg.max_depth if cfg.max_depth is not None else 'default'}, tolerance "
-            f"{cfg.tolerance:g} px, {cfg.threads} torch thread(s), seed {cfg.seed}.")
+            f"{cfg.tolerance:g} px, {cfg.threads} torch thread(s) × {cfg.jobs} job(s), seed {cfg.seed}.")
     if cfg.robust is not None:
         r = cfg.robust
         head += (f" Every fine-tuning adds the certifiability term κ = {r.kappa:g} (ε_train = {r.eps:g}, ramp "
