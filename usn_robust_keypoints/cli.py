@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", help="usn usn+w random l1 bn taylor (default: all)")
     p.add_argument("--steps-per-round", type=int, help="fine-tune steps per pruning round")
     p.add_argument("--recovery-steps", type=int, help="fine-tune steps at each target sparsity")
+    p.add_argument("--batch-size", type=int, help="fine-tuning batch size (default 16)")
+    p.add_argument("--lr", type=float, help="fine-tuning peak learning rate (default 1e-3)")
     p.add_argument("--test-images", type=int, help="synthetic test scenes for PCK")
     p.add_argument("--eps", type=float, nargs="+", help="α = β values of the certified columns")
     p.add_argument("--beta-grid", type=float, nargs="+", help="ascending β grid of mean β*")

@@ -75,7 +75,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
                                 wasserstein=args.wasserstein, cert_frames=args.cert_frames,
                                 max_depth=args.max_depth, train_images=args.train_images,
                                 steps_per_round=args.steps_per_round, recovery_steps=args.recovery_steps,
-                                test_images=args.test_images).items() if v is not None}
+                                batch_size=args.batch_size, lr=args.lr, test_images=args.test_images).items() if v is not None}
     for key in ("sparsities", "methods", "eps", "beta_grid"):
         if getattr(args, key) is not None:
             kw[key] = tuple(getattr(args, key))
