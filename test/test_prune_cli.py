@@ -59,7 +59,7 @@ def test_experiment_quick_writes_table_and_plots(tiny_model, tmp_path):
     assert all(r["params"] < rows[0]["params"] for r in rows[1:])
     table = (out / "results.md").read_text()
     assert "| dense |" in table and "USN+W" in table
-    for png in ("certified_accuracy.png", "pck.png", "cert_time.png"):
+    for png in ("certified_accuracy.png", "pck.png", "cert_time.png", "pck_vs_certified.png"):
         assert (out / png).stat().st_size > 0
 
 

@@ -7,7 +7,8 @@ truth *and* certified at alpha = beta = eps, radius r) and the raw certified rat
 ``eps``; mean beta* (largest brightness-only margin of a grid proven at r, 0 when none;
 :func:`beta_star_grid`);
 certification time per frame; detector latency (batch 1); parameters and MACs. Writes
-``results.md`` (table), ``results.json`` and PNG plots to the output folder.
+``results.md`` (table), ``results.json`` and PNG plots (metrics vs sparsity, PCK vs certified
+accuracy) to the output folder.
 
 With ``robust`` set, every fine-tuning of every method adds the same certifiability term (the
 certifier's bounds, :mod:`..certify.training_loss`), and one ablation trajectory runs USN + W
@@ -349,4 +350,23 @@ def plot_results(rows: list[dict], cfg: ExperimentConfig, out: Path) -> list[Pat
         fig.savefig(out / fname, dpi=100)
         plt.close(fig)
         paths.append(out / fname)
+    paths.append(_plot_tradeoff(rows, cfg, out, plt))
     return paths
+
+
+def _plot_tradeoff(rows: list[dict], cfg: ExperimentConfig, out: Path, plt) -> Path:
+    """PCK vs certified accuracy (first eps), one labelled point per row."""
+    e0, pck = cfg.eps[0], f"pck@{cfg.tolerance:g}px"
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for r in rows:
+        label = r["model"] if r["model"] == "dense" else f"{r['model']} {r['sparsity']:.0%}"
+        ax.scatter(r[pck], r[f"cert_acc@{e0:g}"], marker="s" if r["model"] == "dense" else "o")
+        ax.annotate(label, (r[pck], r[f"cert_acc@{e0:g}"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel(f"PCK@{cfg.tolerance:g}px (synthetic test)")
+    ax.set_ylabel(f"certified accuracy (ε={e0:g}, r={cfg.radius:g})")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out / "pck_vs_certified.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
