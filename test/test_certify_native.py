@@ -123,6 +123,37 @@ def test_certificates_sound_random_nets(seed: int) -> None:
         _check_certificates(model, image, eps, eps, 6.0, 10_000)
 
 
+SMALL_REP = DetectorConfig(num_keypoints=2, input_width=32, input_height=24, output_stride=2, stem_width=4,
+                           width=6, depth=2, head_width=5, dilations=[1, 2], zero_mean_stem=True,
+                           stem_padding="replicate")
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_replicate_padded_stem_sound(seed: int) -> None:
+    """Replicate-padded zero-mean stem: bounds contain samples (also with clipping) and every
+    certificate (forward + backward bounds) holds under sampling."""
+    model = _random_model(seed, SMALL_REP)
+    image = _frame(seed + 30, 32, 24)
+    for box in (PerturbationBox(0.02, 0.02), PerturbationBox(0.1, 0.1), PerturbationBox(0.0, 0.3)):
+        _check_bounds_contain_samples(model, image, box, 5_000)
+    _check_certificates(model, image, 0.01, 0.01, 4.0, 10_000)
+    _check_certificates(model, image, 0.0, 0.1, 4.0, 10_000)
+
+
+def test_replicate_padding_adjoint() -> None:
+    """The backward pass's adjoint of a replicate-padded strided conv: <conv(x), l> = <x, adj(l)>."""
+    from usn_robust_keypoints.certify.backward import _conv_adjoint
+    from usn_robust_keypoints.certify.bounds import FoldedConv
+
+    torch.manual_seed(0)
+    conv = FoldedConv(torch.randn(5, 3, 3, 3, dtype=torch.float64), None, (2, 2), (1, 1), (1, 1), 1, "replicate")
+    x = torch.randn(2, 3, 9, 12, dtype=torch.float64)
+    y = conv(x)
+    lam = torch.randn_like(y)
+    adj = _conv_adjoint(lam, conv, (3, 9, 12))
+    torch.testing.assert_close((y * lam).sum(), (x * adj).sum())
+
+
 def test_exact_without_unstable_relus() -> None:
     """A conv net whose ReLUs are all stably active and whose inputs never clip: bounds exact."""
     torch.manual_seed(0)

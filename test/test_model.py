@@ -127,3 +127,23 @@ def test_zero_mean_stem_cancels_brightness_and_survives_training(tmp_path):
     assert d[..., 1:-1, 1:-1].abs().max() < 1e-5 and d.abs().max() > 1e-3  # only the padded border moves
     f = propagate(bound_layers(m2.eval())[:1], x, torch.tensor([[1.0, 1.0, -0.2, 0.2]]))
     assert f.lower[:, 2, :, 1:-1, 1:-1].abs().max() < 1e-5
+
+
+def test_replicate_padded_zero_mean_stem_cancels_brightness_everywhere(tmp_path):
+    """With ``stem_padding='replicate'`` every stem tap reads an image pixel, so a zero-sum stem's
+    output ignores brightness on the border too; the bounds are exact there (no width at all)."""
+    from usn_robust_keypoints.certify.bounds import bound_layers, propagate
+
+    torch.manual_seed(1)
+    m = HeatmapDetector(small_config(zero_mean_stem=True, stem_padding="replicate"))
+    assert m.net[0].padding_mode == "replicate"
+    m2, _ = load_detector(save_checkpoint(m, tmp_path / "rep.safetensors"))
+    assert m2.config.stem_padding == "replicate" and m2.net[0].padding_mode == "replicate"
+    x = torch.rand(1, 1, 48, 64) * 0.5 + 0.25  # unclipped for |b| <= 0.2
+    stem = m2.net[0]
+    with torch.no_grad():
+        assert (stem(x + 0.2) - stem(x)).abs().max() < 1e-5
+    f = propagate(bound_layers(m2.eval())[:1], x, torch.tensor([[1.0, 1.0, -0.2, 0.2]]))
+    assert (f.upper - f.lower).abs().max() < 1e-5 and f.lower[:, 2].abs().max() < 1e-5
+    with pytest.raises(ValueError, match="stem_padding"):
+        small_config(stem_padding="reflect")

@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--zero-mean-stem", action="store_true",
                    help="keep the first conv's kernels at zero sum (brightness cancels in the first layer)")
+    p.add_argument("--stem-padding", choices=("zeros", "replicate"),
+                   help="padding of the first conv (default zeros; with --init: the checkpoint's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto|cpu|cuda")
     _robust_args(p)
@@ -235,12 +237,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if args.zero_mean_stem:
             cfg.zero_mean_stem = True
             model.apply_constraints()
+        if args.stem_padding:
+            cfg.stem_padding = model.net[0].padding_mode = args.stem_padding
     else:
         names = load_coco(args.coco)[1] if args.coco else CHESSBOARD_9X6.keypoint_names
         arch = {k: getattr(args, k) for k in ("stem_width", "width", "depth", "head_width")}
         arch["output_stride"] = args.stride
         arch["dilations"] = args.dilations
         arch["zero_mean_stem"] = args.zero_mean_stem or None
+        arch["stem_padding"] = args.stem_padding
         if args.input_size:
             arch["input_width"], arch["input_height"] = (int(v) for v in args.input_size.lower().split("x"))
         cfg = DetectorConfig(num_keypoints=len(names), keypoint_names=names,

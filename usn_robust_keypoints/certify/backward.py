@@ -76,8 +76,19 @@ def _clip_relaxation(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, 
 
 
 def _conv_adjoint(lam: torch.Tensor, conv: FoldedConv, in_shape: tuple[int, int, int]) -> torch.Tensor:
-    return torch.nn.grad.conv2d_input((lam.shape[0], *in_shape), conv.weight, lam, conv.stride, conv.padding,
-                                      conv.dilation, conv.groups)
+    if conv.padding_mode == "zeros":
+        return torch.nn.grad.conv2d_input((lam.shape[0], *in_shape), conv.weight, lam, conv.stride, conv.padding,
+                                          conv.dilation, conv.groups)
+    # Replicate padding: adjoint of the convolution on the padded input, then of the padding
+    # (each padded pixel's coefficient goes back to the edge pixel it copies).
+    ph, pw = conv.padding
+    padded = (in_shape[0], in_shape[1] + 2 * ph, in_shape[2] + 2 * pw)
+    lam = torch.nn.grad.conv2d_input((lam.shape[0], *padded), conv.weight, lam, conv.stride, 0,
+                                     conv.dilation, conv.groups)
+    with torch.enable_grad():
+        x = torch.zeros(lam.shape[0], *in_shape, dtype=lam.dtype, device=lam.device, requires_grad=True)
+        (adj,) = torch.autograd.grad(conv.pad(x)[0], x, lam)
+    return adj
 
 
 def _upsample_adjoint(lam: torch.Tensor, up: nn.Upsample, in_shape: tuple[int, int, int]) -> torch.Tensor:

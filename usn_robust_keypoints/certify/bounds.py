@@ -43,7 +43,16 @@ class FoldedConv:
         return tuple(self.weight.shape[-2:])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        x, padding = self.pad(x)
+        return F.conv2d(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups)
+
+    def pad(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """``x`` padded explicitly for ``padding_mode='replicate'`` (copies of edge pixels: exact
+        on forms too) and the padding left to the convolution (zeros)."""
+        if self.padding_mode == "zeros":
+            return x, self.padding
+        ph, pw = self.padding
+        return F.pad(x, (pw, pw, ph, ph), mode=self.padding_mode), (0, 0)
 
 
 @dataclass
@@ -127,9 +136,9 @@ def conv_forms(f: Forms, conv: FoldedConv) -> Forms:
     """Forms through a Conv2d (centre/radius form: 2 convolutions of the stacked coefficients)."""
     mid, n = _merge((f.lower + f.upper) / 2)
     rad, _ = _merge((f.upper - f.lower) / 2)
-    kw = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation, groups=conv.groups)
-    if conv.padding_mode != "zeros":
-        raise ValueError(f"unsupported Conv2d padding_mode {conv.padding_mode!r} (only 'zeros')")
+    mid, padding = conv.pad(mid)
+    rad, _ = conv.pad(rad)
+    kw = dict(stride=conv.stride, padding=padding, dilation=conv.dilation, groups=conv.groups)
     m = _split(F.conv2d(mid, conv.weight, None, **kw), n)
     r = _split(F.conv2d(rad, conv.weight.abs(), None, **kw), n)
     if conv.bias is not None:
@@ -186,8 +195,9 @@ def bound_layers(net: nn.Module, differentiable: bool = False) -> list:
     while i < len(mods):
         m = mods[i]
         if isinstance(m, nn.Conv2d):
-            if m.padding_mode != "zeros" or isinstance(m.padding, str):
-                raise ValueError(f"unsupported Conv2d padding {m.padding!r}/{m.padding_mode!r} (zeros, int only)")
+            if m.padding_mode not in ("zeros", "replicate") or isinstance(m.padding, str):
+                raise ValueError(f"unsupported Conv2d padding {m.padding!r}/{m.padding_mode!r} "
+                                 f"(zeros or replicate, int only)")
             w, b = m.weight, m.bias
             if i + 1 < len(mods) and isinstance(mods[i + 1], nn.BatchNorm2d):
                 bn = mods[i + 1]
@@ -197,7 +207,7 @@ def bound_layers(net: nn.Module, differentiable: bool = False) -> list:
                 i += 1
             if not differentiable:
                 w, b = w.detach(), (b.detach() if b is not None else None)
-            layers.append(FoldedConv(w, b, m.stride, m.padding, m.dilation, m.groups))
+            layers.append(FoldedConv(w, b, m.stride, m.padding, m.dilation, m.groups, m.padding_mode))
         elif isinstance(m, nn.BatchNorm2d):
             raise ValueError("BatchNorm2d not preceded by Conv2d is not supported")
         elif type(m) in HANDLERS:
@@ -224,8 +234,8 @@ def _fusable(up: nn.Module, conv) -> bool:
         return False
     factors = up.scale_factor if isinstance(up.scale_factor, tuple) else (up.scale_factor,)
     return (all(float(f) == 2.0 for f in factors) and isinstance(conv, FoldedConv)
-            and conv.kernel_size == (3, 3) and tuple(conv.stride) == (1, 1) and tuple(conv.padding) == (1, 1)
-            and tuple(conv.dilation) == (1, 1) and conv.groups == 1)
+            and conv.padding_mode == "zeros" and conv.kernel_size == (3, 3) and tuple(conv.stride) == (1, 1)
+            and tuple(conv.padding) == (1, 1) and tuple(conv.dilation) == (1, 1) and conv.groups == 1)
 
 
 def fuse_upsample(layers: list) -> list:

@@ -42,6 +42,9 @@ class DetectorConfig:
     # brightness shift b then cancels exactly in the first layer wherever no pixel of the kernel's
     # window is clipped or zero-padded, so the bounds see almost no brightness at all.
     zero_mean_stem: bool = False
+    # Padding of the first conv: "zeros" or "replicate". With "replicate" every kernel tap reads a
+    # (perturbed) image pixel, so with ``zero_mean_stem`` brightness cancels at the border too.
+    stem_padding: str = "zeros"
 
     def __post_init__(self) -> None:
         if self.output_stride not in (2, 4):
@@ -52,6 +55,8 @@ class DetectorConfig:
             raise ValueError("num_keypoints must be >= 1 and depth >= 0")
         if self.keypoint_names and len(self.keypoint_names) != self.num_keypoints:
             raise ValueError("keypoint_names must have num_keypoints entries")
+        if self.stem_padding not in ("zeros", "replicate"):
+            raise ValueError(f"stem_padding must be 'zeros' or 'replicate', got {self.stem_padding!r}")
         if self.dilations is not None and (len(self.dilations) != self.depth or min(self.dilations, default=1) < 1):
             raise ValueError(f"dilations must be {self.depth} integers >= 1, got {self.dilations}")
 
@@ -81,8 +86,9 @@ class DetectorConfig:
         return cls(**d)
 
 
-def _block(cin: int, cout: int, stride: int, dilation: int = 1) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation, bias=False),
+def _block(cin: int, cout: int, stride: int, dilation: int = 1, padding_mode: str = "zeros") -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation, bias=False,
+                      padding_mode=padding_mode),
             nn.BatchNorm2d(cout), nn.ReLU()]
 
 
@@ -103,7 +109,7 @@ class HeatmapDetector(nn.Module):
         layers: list[nn.Module] = []
         cin = 1
         for i, cout in enumerate(chans[: 2 + config.depth]):
-            layers += _block(cin, cout, 2 if i < 2 else 1, dilations[i])
+            layers += _block(cin, cout, 2 if i < 2 else 1, dilations[i], config.stem_padding if i == 0 else "zeros")
             cin = cout
         if config.output_stride == 2:
             layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
@@ -141,7 +147,7 @@ def fold_batchnorm(model: nn.Sequential) -> nn.Sequential:
             bn = mods[i + 1]
             scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
             conv = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
-                             m.dilation, m.groups, bias=True)
+                             m.dilation, m.groups, bias=True, padding_mode=m.padding_mode)
             conv.weight.data = m.weight.detach() * scale.view(-1, 1, 1, 1)
             bias = m.bias.detach() if m.bias is not None else torch.zeros_like(bn.running_mean)
             conv.bias.data = (bias - bn.running_mean) * scale + bn.bias.detach()
