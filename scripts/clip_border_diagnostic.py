@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import torch
 
-from usn_robust_keypoints.certify import bounds, native
+from usn_robust_keypoints.certify import bounds
 from usn_robust_keypoints.certify.batch import certify_batch
 from usn_robust_keypoints.data import SceneConfig, generate_split
 from usn_robust_keypoints.model import load_detector
@@ -32,7 +32,6 @@ def main(path: str) -> None:
     print("| stem padding | input clip in the bounds | brightness only ±0.1 | α = β = 0.1 |\n|---|---|---|---|")
     for pad in ("zeros", "replicate"):
         det.net[0].padding_mode = pad
-        native._PLANS.clear()
         for with_clip in (True, False):
             bounds.clip01_forms = clip if with_clip else (lambda f: f)
             counts = []

@@ -23,8 +23,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from ..model import KeypointModel, load_detector, save_checkpoint
     from ..weights import DEFAULT_DENSE, shipped_model_path
     from ..certify.training_loss import robust_term
-    from .schedule import ScheduleConfig, progressive_prune, round_plan
-    from .surgery import count_hidden_channels
+    from .schedule import ScheduleConfig, progressive_prune, trajectory_steps
     from .usn import plot_scores, save_scores, usn_scores
 
     torch.set_num_threads(args.threads)
@@ -45,8 +44,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         scores = usn_scores(dense, calib, sched.usn, progress=True)
         save_scores(scores, out.with_suffix(".usn_scores.json"), sched.usn)
         plot_scores(scores, out.with_suffix(".usn_scores.png"))
-    steps = len(round_plan(count_hidden_channels(dense), sched.targets, sched.round_fraction)) * sched.steps_per_round
-    robust = robust_term(args, images, kps, steps + sched.recovery_steps)
+    robust = robust_term(args, images, kps, trajectory_steps(dense, sched))
     result = progressive_prune(dense, images, kps, sched, extra_loss=robust)[-1]
     params = sum(p.numel() for p in result.detector.parameters())
     info = {"pruning": {**sched.to_dict(), "source": str(src), "sparsity": result.sparsity, "removed": result.removed}}

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from ..certify.training_loss import RobustConfig, RobustnessTerm
 from ..model import KeypointModel, load_detector, save_checkpoint
 from ..model.detector import HeatmapDetector
-from .schedule import ScheduleConfig, progressive_prune, round_plan
+from .schedule import ScheduleConfig, progressive_prune, trajectory_steps
 from .surgery import count_hidden_channels
 from .usn import UsnConfig
 
@@ -87,14 +87,12 @@ def _dense_path(cfg: ExperimentConfig) -> Path:
     return shipped_model_path(DEFAULT_DENSE)
 
 
-def load_splits(detector: HeatmapDetector, cfg: ExperimentConfig, progress: bool = True):
-    """(train images, train keypoints, test images, test keypoints) at the model's input size."""
+def load_split(detector: HeatmapDetector, split: str, n: int, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(images, keypoints) of ``n`` synthetic scenes of ``split`` at the model's input size."""
     from ..data import SceneConfig, generate_split
 
-    sc = SceneConfig(detector.config.input_width, detector.config.input_height)
-    tr = generate_split("train", cfg.train_images, sc, progress=progress)
-    te = generate_split("test", cfg.test_images, sc, progress=progress)
-    return tr[0], tr[1], te[0], te[1]
+    return generate_split(split, n, SceneConfig(detector.config.input_width, detector.config.input_height),
+                          progress=progress)
 
 
 def detector_latency_ms(detector: HeatmapDetector, runs: int = 30) -> float:
@@ -200,29 +198,21 @@ def _runs(cfg: ExperimentConfig) -> list[tuple[str, ScheduleConfig, bool]]:
             runs.append(("USN (λ=0)", ScheduleConfig(method="usn", **common)))
         else:
             runs.append((m, ScheduleConfig(method=m, **common)))
-    runs = [(label, sched, cfg.robust is not None) for label, sched in runs]
-    if cfg.robust is not None and "usn+w" in cfg.methods:
+    on = cfg.robust is not None
+    runs = [(label, sched, on) for label, sched in runs]
+    if on and "usn+w" in cfg.methods:
         runs.append((f"USN+W (λ={cfg.wasserstein:g}) κ=0",
                      ScheduleConfig(method="usn", wasserstein=cfg.wasserstein, **common), False))
     if cfg.ablations:
         mid = (sorted(cfg.sparsities)[len(cfg.sparsities) // 2],)
         nob = replace(cfg.usn, include_bias=False)
         one = {**common, "targets": mid}
-        on = cfg.robust is not None
         runs += [("USN no bias (λ=0)", ScheduleConfig(method="usn", **{**one, "usn": nob}), on),
                  (f"USN+W no bias (λ={cfg.wasserstein:g})",
                   ScheduleConfig(method="usn", wasserstein=cfg.wasserstein, **{**one, "usn": nob}), on),
                  (f"USN+W sorted (λ={cfg.wasserstein:g})",
                   ScheduleConfig(method="usn", wasserstein=cfg.wasserstein, **{**one, "w_variant": "sorted"}), on)]
     return runs
-
-
-def _robust_term(dense: HeatmapDetector, sched: ScheduleConfig, cfg: ExperimentConfig, images: np.ndarray,
-                 kps: np.ndarray) -> RobustnessTerm:
-    """A fresh robustness term whose ε ramp spans the whole trajectory of ``sched``."""
-    rounds = len(round_plan(count_hidden_channels(dense), sched.targets, sched.round_fraction))
-    steps = rounds * sched.steps_per_round + len(sched.targets) * sched.recovery_steps
-    return RobustnessTerm(images, kps, cfg.robust, steps, seed=cfg.seed)
 
 
 def run_experiment(cfg: ExperimentConfig, out: str | Path, progress: bool = True) -> list[dict]:
@@ -233,14 +223,15 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, progress: bool = True
     out = Path(out)
     (out / "models").mkdir(parents=True, exist_ok=True)
     dense, _ = load_detector(_dense_path(cfg))
-    _, _, te_x, te_k = load_splits(dense, cfg, progress)
+    te_x, te_k = load_split(dense, "test", cfg.test_images, progress)
     rows = [{"model": "dense", "method": "dense", "lambda": 0.0, "kappa": 0.0, "sparsity": 0.0,
              **evaluate_detector(dense, te_x, te_k, cfg, progress)}]
     _write(rows, cfg, out)
     runs = _runs(cfg)
     if cfg.jobs <= 1:
+        data = (dense, *load_split(dense, "train", cfg.train_images, progress), te_x, te_k)
         for run in runs:
-            rows += _trajectory(cfg, run, out, progress)
+            rows += _trajectory(cfg, run, out, progress, data)
             _write(rows, cfg, out)
     else:
         done: dict[int, list[dict]] = {}
@@ -256,14 +247,20 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, progress: bool = True
 
 
 def _trajectory(cfg: ExperimentConfig, run: tuple[str, ScheduleConfig, bool], out: Path,
-                progress: bool) -> list[dict]:
-    """Prune the dense model along one schedule; save and evaluate the model at every target."""
+                progress: bool, data: tuple | None = None) -> list[dict]:
+    """Prune the dense model along one schedule; save and evaluate the model at every target.
+    ``data`` = (dense, train images, train keypoints, test images, test keypoints); a worker
+    process (``data=None``) loads them itself."""
     torch.set_num_threads(cfg.threads)
     label, sched, robust = run
-    dense, _ = load_detector(_dense_path(cfg))
-    tr_x, tr_k, te_x, te_k = load_splits(dense, cfg, progress=False)
+    if data is None:
+        dense, _ = load_detector(_dense_path(cfg))
+        data = (dense, *load_split(dense, "train", cfg.train_images, False),
+                *load_split(dense, "test", cfg.test_images, False))
+    dense, tr_x, tr_k, te_x, te_k = data
     t0 = time.perf_counter()
-    extra = _robust_term(dense, sched, cfg, tr_x, tr_k) if robust else None
+    # A fresh term per trajectory; its ε ramp spans the whole trajectory.
+    extra = RobustnessTerm(tr_x, tr_k, cfg.robust, trajectory_steps(dense, sched), seed=cfg.seed) if robust else None
     results = progressive_prune(dense, tr_x, tr_k, sched, progress=progress, extra_loss=extra)
     prune_s = time.perf_counter() - t0
     rows = []

@@ -92,6 +92,13 @@ def round_plan(total: int, targets: tuple[float, ...], round_fraction: float) ->
     return [c for c in counts if c > 0]
 
 
+def trajectory_steps(detector: HeatmapDetector, config: ScheduleConfig) -> int:
+    """Fine-tuning steps :func:`progressive_prune` takes on ``detector``: every round plus the
+    recovery at every target (e.g. the length of an ``extra_loss`` ramp)."""
+    rounds = len(round_plan(count_hidden_channels(detector), config.targets, config.round_fraction))
+    return rounds * config.steps_per_round + len(config.targets) * config.recovery_steps
+
+
 def fine_tune(model: HeatmapDetector, images: np.ndarray, keypoints: np.ndarray, steps: int, batch_size: int,
               lr: float, seed: int, gate_loss=None, w_lr: float = 1.0, weight_decay: float = 1e-4,
               augment: PerturbationBox = PerturbationBox(0.3, 0.15), progress: bool = True,
