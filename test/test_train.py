@@ -5,7 +5,7 @@ import torch
 
 from usn_robust_keypoints.data import SceneConfig, SceneGenerator
 from usn_robust_keypoints.data.backgrounds import load_backgrounds
-from usn_robust_keypoints.evaluate import keypoint_errors
+from usn_robust_keypoints.evaluate import format_rate, keypoint_errors, wilson_interval
 from usn_robust_keypoints.model import DetectorConfig, HeatmapDetector
 from usn_robust_keypoints.train import heatmap_targets, train_detector
 
@@ -38,3 +38,17 @@ def test_symmetric_errors_pick_best_permutation():
     pred = gt[[2, 3, 0, 1]] + 0.5
     e = keypoint_errors(pred, gt, [[0, 1, 2, 3], [2, 3, 0, 1]])
     np.testing.assert_allclose(e, np.full(4, np.hypot(0.5, 0.5)))
+
+
+def test_wilson_interval_solves_the_score_equation():
+    """The Wilson bounds are the roots p of (k/n - p)^2 = z^2 p (1 - p) / n; k = 0 gives [0, z^2/(n + z^2)]."""
+    z = 1.96
+    for k, n in [(1, 10), (5, 10), (20, 64), (63, 64), (300, 1024)]:
+        lo, hi = wilson_interval(k, n, z)
+        assert 0 < lo < k / n < hi < 1
+        for p in (lo, hi):
+            assert abs((k / n - p) ** 2 - z * z * p * (1 - p) / n) < 1e-12
+    lo, hi = wilson_interval(0, 64, z)
+    assert lo == 0 and abs(hi - z * z / (64 + z * z)) < 1e-12
+    assert format_rate(20 / 64, 64) == "0.312 (0.21–0.43)"
+    assert format_rate(0.5, 0) == "0.500"

@@ -3,6 +3,7 @@ with the target's symmetries handled (each image is scored under its best keypoi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,6 +46,28 @@ class Evaluation:
             vals = " | ".join(f"{np.mean(e <= r):.3f}" for r in self.thresholds)
             lines.append(f"| {n} | {vals} | {np.mean(e):.2f} |")
         return "\n".join(lines)
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval (95 % for ``z = 1.96``) of a proportion ``successes / n``; ``(nan, nan)``
+    for ``n = 0``. Used to show how far a rate measured on a few dozen keypoints can be trusted."""
+    if n <= 0:
+        return math.nan, math.nan
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def format_rate(rate: float, n: int) -> str:
+    """``rate`` with its 95 % Wilson interval over ``n`` trials, e.g. ``0.312 (0.21–0.44)``; the bare
+    rate when ``n`` is unknown (0), ``—`` for nan."""
+    if rate is None or math.isnan(rate):
+        return "—"
+    if n <= 0:
+        return f"{rate:.3f}"
+    lo, hi = wilson_interval(round(rate * n), n)
+    return f"{rate:.3f} ({lo:.2f}–{hi:.2f})"
 
 
 def keypoint_errors(pred: np.ndarray, gt: np.ndarray, symmetries: list[list[int]]) -> np.ndarray:

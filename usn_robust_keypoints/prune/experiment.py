@@ -31,6 +31,7 @@ import torch_pruning as tp
 from tqdm import tqdm
 
 from ..certify.training_loss import RobustConfig, RobustnessTerm
+from ..evaluate import format_rate
 from ..model import KeypointModel, load_detector, save_checkpoint
 from ..model.detector import HeatmapDetector
 from .schedule import ScheduleConfig, progressive_prune, trajectory_steps
@@ -153,6 +154,7 @@ def evaluate_detector(detector: HeatmapDetector, test_images: np.ndarray, test_k
         row[f"cert_acc@{eps:g}"] = float(np.mean(acc))
         row[f"cert_rate@{eps:g}"] = float(np.mean(ok))
         row[f"cert_ms@{eps:g}"] = float(np.mean(times))
+        row["cert_keypoints"] = len(acc)
         if k == 0:
             row["mean_beta_star"] = float(np.mean(betas))
     return row
@@ -294,7 +296,7 @@ def results_table(rows: list[dict], cfg: ExperimentConfig) -> str:
     for r in sorted(rows, key=lambda r: (r["sparsity"], r["model"] != "dense")):
         v = [r["model"], f"{r['sparsity']:.0%}", _fmt(r[f"pck@{cfg.tolerance:g}px"], ".3f"), _fmt(r["mean_error_px"], ".2f")]
         for e in cfg.eps:
-            v += [_fmt(r[f"cert_acc@{e:g}"], ".3f"), _fmt(r[f"cert_rate@{e:g}"], ".3f")]
+            v += [format_rate(r[f"cert_acc@{e:g}"], r.get("cert_keypoints", 0)), _fmt(r[f"cert_rate@{e:g}"], ".3f")]
         ms = r[f"cert_ms@{e0:g}"]
         v += [_fmt(r["mean_beta_star"], ".4f"), _fmt(ms, ".0f"), _fmt(ms / dense_ms, ".2f"),
               _fmt(r["latency_ms"], ".2f"), str(r["params"]), _fmt(r["macs"] / 1e6, ".1f")]
@@ -308,7 +310,8 @@ def _write(rows: list[dict], cfg: ExperimentConfig, out: Path) -> None:
     head = (f"Synthetic test split: PCK on {cfg.test_images} images; certification on the first "
             f"{cfg.cert_frames} frames ({n_kp} keypoints), backend `{cfg.backend}`, r = {cfg.radius:g} px, "
             f"α = β = ε, max_depth {cfg.max_depth if cfg.max_depth is not None else 'default'}, tolerance "
-            f"{cfg.tolerance:g} px, {cfg.threads} torch thread(s) × {cfg.jobs} job(s), seed {cfg.seed}.")
+            f"{cfg.tolerance:g} px, {cfg.threads} torch thread(s) × {cfg.jobs} job(s), seed {cfg.seed}. "
+            f"Certified accuracy with its 95 % Wilson interval in brackets.")
     if cfg.robust is not None:
         r = cfg.robust
         head += (f" Every fine-tuning adds the certifiability term κ = {r.kappa:g} (ε_train = {r.eps:g}, ramp "
