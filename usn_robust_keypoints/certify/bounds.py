@@ -92,22 +92,19 @@ def input_forms(x0: torch.Tensor, boxes: torch.Tensor) -> Forms:
 
 def relu_forms(f: Forms) -> Forms:
     """Sound forms of ``relu(z)``: exact where the form is provably >= 0 or <= 0 over the box;
-    else the upper form is the chord of ``relu`` over the range of the upper form and the lower
-    form is ``lambda * lower`` with the adaptive slope ``lambda in {0, 1}``."""
-    lo_u, hi_u = concrete_min(f.upper), concrete_max(f.upper)
-    lo_l, hi_l = concrete_min(f.lower), concrete_max(f.lower)
-    # Upper: relu(z) <= relu(U(e)) <= chord over [lo_u, hi_u].
-    slope_u = torch.where(lo_u >= 0, torch.ones_like(hi_u),
-                          torch.where(hi_u <= 0, torch.zeros_like(hi_u),
-                                      hi_u / (hi_u - lo_u).clamp_min(1e-30)))
-    shift_u = torch.where((lo_u < 0) & (hi_u > 0), -lo_u, torch.zeros_like(lo_u))
-    upper = f.upper * slope_u.unsqueeze(1)
-    upper = torch.cat([upper[:, :1] + (slope_u * shift_u).unsqueeze(1), upper[:, 1:]], dim=1)
-    # Lower: relu(z) >= relu(L(e)) >= lambda * L(e) for lambda in [0, 1].
-    slope_l = torch.where(lo_l >= 0, torch.ones_like(hi_l),
-                          torch.where(hi_l <= 0, torch.zeros_like(hi_l),
-                                      (hi_l > -lo_l).to(hi_l.dtype)))
-    lower = f.lower * slope_l.unsqueeze(1)
+    else the upper form is the chord of ``relu`` over the range ``[lo, hi]`` of the upper form and
+    the lower form is ``lambda * lower`` with the adaptive slope ``lambda = [centre of lower > 0]``
+    (``lambda`` is 1 when the lower form is >= 0 on the box, 0 when it is <= 0, and any
+    ``lambda in [0, 1]`` is sound: ``relu(z) >= relu(L(e)) >= lambda * L(e)``)."""
+    u0 = f.upper[:, 0]
+    spread = f.upper[:, 1].abs() + f.upper[:, 2].abs()
+    lo, hi = u0 - spread, u0 + spread
+    # Upper: relu(z) <= relu(U(e)) <= slope * (U(e) - min(lo, 0)); the slope is 1 where lo >= 0,
+    # 0 where hi <= 0 and the chord's hi / (hi - lo) in between.
+    hi_pos, lo_neg = hi.clamp_min(0), lo.clamp_max(0)
+    slope = hi_pos / (hi_pos - lo_neg).clamp_min(1e-30)
+    upper = torch.cat([(slope * (u0 - lo_neg)).unsqueeze(1), f.upper[:, 1:] * slope.unsqueeze(1)], dim=1)
+    lower = f.lower * (f.lower[:, 0] > 0).to(f.lower.dtype).unsqueeze(1)
     return Forms(lower, upper)
 
 
@@ -142,7 +139,7 @@ def conv_forms(f: Forms, conv: FoldedConv) -> Forms:
     m = _split(F.conv2d(mid, conv.weight, None, **kw), n)
     r = _split(F.conv2d(rad, conv.weight.abs(), None, **kw), n)
     if conv.bias is not None:
-        m = torch.cat([m[:, :1] + conv.bias.view(1, 1, -1, 1, 1), m[:, 1:]], dim=1)
+        m[:, 0] += conv.bias.view(1, -1, 1, 1)  # the constant term only (m is a fresh tensor)
     return Forms(m - r, m + r)
 
 
