@@ -83,8 +83,8 @@ def tradeoff_table(rows: list[dict], cfg: TradeoffConfig) -> str:
     head = ["model", "params", f"PCK@{t}px synthetic", f"PCK@{t}px real left"]
     head += [f"cert. acc. ε={e:g}" for e in cfg.eps] + [f"cert. rate ε={e:g}" for e in cfg.eps]
     head += [f"cert. ms/frame ε={e:g}" for e in cfg.eps]
-    lines = [f"Synthetic PCK on {cfg.test_images} test images; certification on the first {cfg.frames} "
-             f"(budget {cfg.budget_ms:g} ms/frame, r = {cfg.radius:g} px, {cfg.threads} thread(s)); 95 % Wilson "
+    lines = [f"Synthetic PCK on {cfg.test_images} test images; certification of the first {cfg.frames} of "
+             f"them (α = β = ε, budget {cfg.budget_ms:g} ms/frame, r = {cfg.radius:g} px, {cfg.threads} thread(s)); 95 % Wilson "
              "intervals in brackets.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
