@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from usn_robust_keypoints.cli import main
+from usn_robust_keypoints.evaluate import format_rate
 from usn_robust_keypoints.model import DetectorConfig, HeatmapDetector, load_detector, save_checkpoint
 from usn_robust_keypoints.prune.usn import hidden_convs
 
@@ -47,18 +48,24 @@ def test_prune_cli_rejects_bad_sparsity(tiny_model, tmp_path):
 
 def test_experiment_quick_writes_table_and_plots(tiny_model, tmp_path):
     out = tmp_path / "results"
-    rc = main(["experiment", "--quick", "--model", str(tiny_model), "--out", str(out), "--threads", "1"])
+    rc = main(["experiment", "--quick", "--model", str(tiny_model), "--out", str(out), "--threads", "1",
+               "--wasserstein", "0.5", "1"])  # a λ sweep: one USN+W trajectory per value
     assert rc == 0
     doc = json.loads((out / "results.json").read_text())
     rows = doc["rows"]
     assert rows[0]["model"] == "dense" and {r["sparsity"] for r in rows[1:]} == {0.5}
     assert {r["method"] for r in rows} == {"dense", "usn", "random"}
+    assert [(r["model"], r["lambda"]) for r in rows[1:] if r["lambda"] > 0] == [("USN+W (λ=0.5)", 0.5),
+                                                                                 ("USN+W (λ=1)", 1.0)]
     for r in rows:
         assert 0 <= r["cert_acc@0.02"] <= r["cert_rate@0.02"] <= 1
         assert r["cert_ms@0.02"] > 0 and r["params"] > 0 and r["mean_beta_star"] >= 0
     assert all(r["params"] < rows[0]["params"] for r in rows[1:])
     table = (out / "results.md").read_text()
     assert "| dense |" in table and "USN+W" in table
+    n_kp = 2 * rows[0]["num_keypoints"]  # 2 certified frames; certified accuracy carries its 95 % interval
+    assert rows[0]["cert_keypoints"] == n_kp and "Wilson" in table
+    assert format_rate(rows[0]["cert_acc@0.02"], n_kp) in table
     for png in ("certified_accuracy.png", "pck.png", "cert_time.png", "pck_vs_certified.png"):
         assert (out / png).stat().st_size > 0
 

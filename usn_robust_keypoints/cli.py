@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results/pruning", help="results folder")
     p.add_argument("--model", help="dense checkpoint (default: the shipped dense model)")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (seconds to minutes)")
-    p.add_argument("--wasserstein", type=float, help="λ of the USN+W rows")
+    p.add_argument("--wasserstein", type=float, nargs="+",
+                   help="λ of the USN+W rows (several values: one USN+W trajectory each, a λ sweep; default 1)")
     p.add_argument("--cert-frames", type=int, help="test frames certified per model")
     p.add_argument("--max-depth", type=int, help="native θ-box splitting depth (default: certify's)")
     p.add_argument("--train-images", type=int, help="synthetic training scenes for fine-tuning")

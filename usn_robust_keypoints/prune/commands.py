@@ -70,11 +70,11 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from .usn import UsnConfig
 
     kw = {k: v for k, v in dict(model=args.model, seed=args.seed, threads=args.threads, jobs=args.jobs,
-                                wasserstein=args.wasserstein, cert_frames=args.cert_frames,
+                                cert_frames=args.cert_frames,
                                 max_depth=args.max_depth, train_images=args.train_images,
                                 steps_per_round=args.steps_per_round, recovery_steps=args.recovery_steps,
                                 batch_size=args.batch_size, lr=args.lr, test_images=args.test_images).items() if v is not None}
-    for key in ("sparsities", "methods", "eps", "beta_grid"):
+    for key in ("sparsities", "methods", "eps", "beta_grid", "wasserstein"):
         if getattr(args, key) is not None:
             kw[key] = tuple(getattr(args, key))
     if args.no_ablations:

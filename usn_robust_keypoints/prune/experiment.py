@@ -46,7 +46,7 @@ class ExperimentConfig:
     model: str | None = None  # dense checkpoint (default: the shipped dense model)
     sparsities: tuple[float, ...] = (0.25, 0.5, 0.75)
     methods: tuple[str, ...] = ("usn", "usn+w", "random", "l1", "bn", "taylor")
-    wasserstein: float = 1.0
+    wasserstein: tuple[float, ...] = (1.0,)  # λ of the USN+W rows: one trajectory per value (ablations: the first)
     w_variant: str = "assigned"
     ablations: bool = True  # at the middle sparsity: USN without the bias term (lambda 0 / > 0), W sorted
     steps_per_round: int = 30
@@ -192,10 +192,11 @@ def _runs(cfg: ExperimentConfig) -> list[tuple[str, ScheduleConfig, bool]]:
     common = dict(targets=tuple(cfg.sparsities), round_fraction=cfg.round_fraction,
                   steps_per_round=cfg.steps_per_round, recovery_steps=cfg.recovery_steps,
                   batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed, usn=cfg.usn, w_variant=cfg.w_variant)
+    lam = cfg.wasserstein[0]
     runs = []
     for m in cfg.methods:
         if m == "usn+w":
-            runs.append((f"USN+W (λ={cfg.wasserstein:g})", ScheduleConfig(method="usn", wasserstein=cfg.wasserstein, **common)))
+            runs += [(f"USN+W (λ={w:g})", ScheduleConfig(method="usn", wasserstein=w, **common)) for w in cfg.wasserstein]
         elif m == "usn":
             runs.append(("USN (λ=0)", ScheduleConfig(method="usn", **common)))
         else:
@@ -203,17 +204,15 @@ def _runs(cfg: ExperimentConfig) -> list[tuple[str, ScheduleConfig, bool]]:
     on = cfg.robust is not None
     runs = [(label, sched, on) for label, sched in runs]
     if on and "usn+w" in cfg.methods:
-        runs.append((f"USN+W (λ={cfg.wasserstein:g}) κ=0",
-                     ScheduleConfig(method="usn", wasserstein=cfg.wasserstein, **common), False))
+        runs.append((f"USN+W (λ={lam:g}) κ=0", ScheduleConfig(method="usn", wasserstein=lam, **common), False))
     if cfg.ablations:
         mid = (sorted(cfg.sparsities)[len(cfg.sparsities) // 2],)
         nob = replace(cfg.usn, include_bias=False)
         one = {**common, "targets": mid}
         runs += [("USN no bias (λ=0)", ScheduleConfig(method="usn", **{**one, "usn": nob}), on),
-                 (f"USN+W no bias (λ={cfg.wasserstein:g})",
-                  ScheduleConfig(method="usn", wasserstein=cfg.wasserstein, **{**one, "usn": nob}), on),
-                 (f"USN+W sorted (λ={cfg.wasserstein:g})",
-                  ScheduleConfig(method="usn", wasserstein=cfg.wasserstein, **{**one, "w_variant": "sorted"}), on)]
+                 (f"USN+W no bias (λ={lam:g})", ScheduleConfig(method="usn", wasserstein=lam, **{**one, "usn": nob}), on),
+                 (f"USN+W sorted (λ={lam:g})",
+                  ScheduleConfig(method="usn", wasserstein=lam, **{**one, "w_variant": "sorted"}), on)]
     return runs
 
 
