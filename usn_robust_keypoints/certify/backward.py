@@ -30,13 +30,12 @@ ROW_CHUNK = 256
 
 
 def _relu_relaxation(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(lower slope, upper slope, upper intercept) of ``relu`` on ``[lo, hi]`` (elementwise)."""
-    active, dead = lo >= 0, hi <= 0
-    one, zero = torch.ones_like(lo), torch.zeros_like(lo)
-    su = torch.where(active, one, torch.where(dead, zero, hi / (hi - lo).clamp_min(1e-30)))
-    bu = torch.where(active | dead, zero, -lo * su)
-    sl = torch.where(active, one, torch.where(dead, zero, (hi > -lo).to(lo.dtype)))
-    return sl, su, bu
+    """(lower slope, upper slope, upper intercept) of ``relu`` on ``[lo, hi]`` (elementwise): the
+    upper chord ``su * (z - min(lo, 0))`` (slope 1 where ``lo >= 0``, 0 where ``hi <= 0``) and the
+    lower slope 1 where ``hi > -lo`` else 0 (exact on stable neurons, sound for any slope in [0, 1])."""
+    hi_pos, lo_neg = hi.clamp_min(0), lo.clamp_max(0)
+    su = hi_pos / (hi_pos - lo_neg).clamp_min(1e-30)
+    return (hi > -lo).to(lo.dtype), su, -su * lo_neg
 
 
 def _clip_relaxation(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, ...]:
