@@ -105,7 +105,10 @@ class CertifierNode(Node):
             self.get_logger().error(f"{e}; every frame is rejected until model_path is fixed")
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._pub = self.create_publisher(CertifiedKeypoints, "certified_keypoints", 10)
-        self.create_subscription(Image, "image", self._on_image, image_qos(qos, depth=1))
+        # Queue depth 5, not 1: while the worker certifies, the executor can lag behind the camera, and a
+        # depth-1 queue would let DDS drop frames unseen. Every frame reaches _on_image, which validates it
+        # (rejected) or replaces the pending one (skipped), so the counts account for every frame.
+        self.create_subscription(Image, "image", self._on_image, image_qos(qos))
         self._diag = DiagnosticsPublisher(self, self.counters)
         self._worker = threading.Thread(target=self._work, name="certifier_worker", daemon=True)
         self._worker.start()
