@@ -158,3 +158,25 @@ def test_sub_box_margins_are_tighter_and_sound(data, pretrained):
             outside = (rows - cells[i, 0, 0]) ** 2 + (cols - cells[i, 0, 1]) ** 2 > r ** 2
             true_min = (hm[:, q:q + 1] - hm[:, outside]).min()
             assert true_min >= m2[i, 0] - 1e-4 and true_min >= m1[i, 0] - 1e-4
+
+
+def test_certified_accuracy_scores_certify_against_ground_truth(data, pretrained):
+    """evaluate.certified_accuracy (the loop of `tradeoff` and `experiment`) against certify() per frame."""
+    from usn_robust_keypoints.certify import certify
+    from usn_robust_keypoints.evaluate import certified_accuracy
+    from usn_robust_keypoints.model import KeypointModel
+
+    km = KeypointModel(copy.deepcopy(pretrained).eval(), device="cpu")
+    imgs, kps = data[0][128:136], data[1][128:136]
+    strict, loose = (certified_accuracy(km, imgs, kps, (0.01, 0.1), tolerance=t, max_depth=1) for t in (1.0, 1e9))
+    for e, s, lo in zip((0.01, 0.1), strict, loose):
+        assert s.eps == e and s.keypoints == lo.keypoints == 8
+        fcs = [certify(km, im, e, e, 4.0, margins=False, max_depth=1) for im in imgs]
+        cert = np.array([fc.keypoints[0].certified for fc in fcs])
+        err = np.array([np.hypot(fc.keypoints[0].x - k[0, 0], fc.keypoints[0].y - k[0, 1]) for fc, k in zip(fcs, kps)])
+        assert lo.rate == s.rate == lo.accuracy == cert.mean()
+        assert s.accuracy == (cert & (err <= 1.0)).mean()
+    assert strict[0].rate > 0, "nothing certified at ±0.01: the comparison above would be vacuous"
+    print("rate / accuracy@1px:", [(s.rate, s.accuracy) for s in strict])
+    with pytest.raises(ValueError):
+        certified_accuracy(km, imgs[:, :16], kps, (0.01,))

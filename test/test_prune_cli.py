@@ -88,3 +88,16 @@ def test_experiment_robust_term_kappa0_ablation_in_parallel_jobs(tiny_model, tmp
     assert "robust" not in meta0
     assert "κ = 0.1" in (out / "results.md").read_text()
     assert [r["model"] for r in rows] == ["USN+W (λ=1)", "random", "USN+W (λ=1) κ=0"]  # run order kept
+
+
+def test_tradeoff_end_to_end_on_a_checkpoint(tiny_model, tmp_path):
+    from usn_robust_keypoints.tradeoff import TradeoffConfig, run_tradeoff
+
+    cfg = TradeoffConfig(eps=(0.02, 0.05), frames=2, test_images=4, budget_ms=300)
+    (row,) = run_tradeoff([("tiny", str(tiny_model))], cfg, tmp_path / "t", progress=False)
+    k = load_detector(tiny_model)[0].config.num_keypoints
+    assert row["cert_keypoints"] == 2 * k and row["real_keypoints"] > 0
+    assert all(0 <= row[f"cert_acc@{e:g}"] <= row[f"cert_rate@{e:g}"] <= 1 for e in cfg.eps)
+    assert "| tiny |" in (tmp_path / "t" / "results.md").read_text()
+    assert json.loads((tmp_path / "t" / "results.json").read_text())["rows"][0]["model"] == "tiny"
+    assert (tmp_path / "t" / "tradeoff.png").stat().st_size > 1000

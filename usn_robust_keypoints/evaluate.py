@@ -1,9 +1,11 @@
 """Accuracy of a detector: PCK@r and mean pixel error in network-input pixels, per keypoint,
-with the target's symmetries handled (each image is scored under its best keypoint permutation)."""
+with the target's symmetries handled (each image is scored under its best keypoint permutation),
+and certified accuracy (correct *and* certified, :func:`certified_accuracy`)."""
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -84,8 +86,6 @@ def evaluate_model(model: KeypointModel, images: list[np.ndarray] | np.ndarray, 
                    symmetries: list[list[int]] | None = None, thresholds: tuple[float, ...] = (3.0,),
                    progress: bool = True) -> Evaluation:
     """Run ``model`` on frames (any size) with ground-truth keypoints (N, K, 2) in frame pixels."""
-    import time
-
     symmetries = symmetries or [list(range(model.config.num_keypoints))]
     errors, times = [], []
     for img, gt in tqdm(list(zip(images, keypoints)), desc="evaluate", disable=not progress, unit="img"):
@@ -96,3 +96,51 @@ def evaluate_model(model: KeypointModel, images: list[np.ndarray] | np.ndarray, 
         gt_in = p.geometry.frame_to_input(np.asarray(gt, np.float64))
         errors.append(keypoint_errors(pred_in, gt_in, symmetries))
     return Evaluation(np.array(errors), model.keypoint_names, tuple(thresholds), times)
+
+
+@dataclass
+class CertifiedAccuracy:
+    """Certification of keypoints against their ground truth at one box ``alpha = beta = eps``."""
+
+    eps: float
+    accuracy: float  # share of keypoints within the tolerance of the ground truth *and* certified
+    rate: float  # share certified (right or wrong)
+    ms_per_frame: float  # mean certification time
+    keypoints: int  # keypoints scored
+
+    def as_row(self) -> dict:
+        """The keys results tables use: ``cert_acc@eps``, ``cert_rate@eps``, ``cert_ms@eps``, ``cert_keypoints``."""
+        return {f"cert_acc@{self.eps:g}": self.accuracy, f"cert_rate@{self.eps:g}": self.rate,
+                f"cert_ms@{self.eps:g}": self.ms_per_frame, "cert_keypoints": self.keypoints}
+
+
+def certified_accuracy(model: KeypointModel, images: np.ndarray, keypoints: np.ndarray, eps: tuple[float, ...], *,
+                       radius: float = 4.0, tolerance: float = 3.0, symmetries: list[list[int]] | None = None,
+                       backend: str = "native", budget_ms: float | None = None, max_depth: int | None = None,
+                       progress: bool = False, desc: str = "certify") -> list[CertifiedAccuracy]:
+    """Certify every frame of ``images`` (N, h, w) at the model's input size, with ground truth
+    ``keypoints`` (N, K, 2), at ``alpha = beta = e`` for each ``e`` in ``eps`` (radius ``radius``
+    px, margins off; an ``UNKNOWN`` keypoint counts as not certified). One warm-up call is not timed."""
+    from .certify import certify
+
+    cfg = model.config
+    if len(images) == 0 or tuple(images.shape[1:3]) != (cfg.input_height, cfg.input_width):
+        raise ValueError(f"need frames at the model's input size {cfg.input_width}x{cfg.input_height}, "
+                         f"got shape {tuple(images.shape)}")
+    symmetries = symmetries or [list(range(cfg.num_keypoints))]
+    kw = dict(radius=radius, backend=backend, budget_ms=budget_ms, margins=False, max_depth=max_depth)
+    certify(model, images[0], alpha=eps[0], beta=eps[0], **kw)  # warm-up
+    out = []
+    for e in eps:
+        acc, ok, times = [], [], []
+        for i in tqdm(range(len(images)), desc=f"{desc} eps={e:g}", unit="frame", leave=False, disable=not progress):
+            t0 = time.perf_counter()
+            fc = certify(model, images[i], alpha=e, beta=e, **kw)
+            times.append((time.perf_counter() - t0) * 1000)
+            pred = np.array([[k.x, k.y] for k in fc.keypoints])
+            err = keypoint_errors(pred, np.asarray(keypoints[i], np.float64), symmetries)
+            cert = np.array([k.certified for k in fc.keypoints])
+            ok += list(cert)
+            acc += list(cert & (err <= tolerance))
+        out.append(CertifiedAccuracy(e, float(np.mean(acc)), float(np.mean(ok)), float(np.mean(times)), len(acc)))
+    return out

@@ -12,14 +12,12 @@ time per frame, on the first ``frames`` synthetic test scenes. Writes ``results.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from .evaluate import evaluate_model, format_rate, keypoint_errors
+from .evaluate import certified_accuracy, evaluate_model, format_rate
 from .model import KeypointModel, load_detector
 
 
@@ -39,7 +37,6 @@ class TradeoffConfig:
 
 def evaluate_tradeoff(path: str | Path, label: str, cfg: TradeoffConfig, progress: bool = True) -> dict:
     """All metrics of the checkpoint at ``path`` (see the module docstring) as one row."""
-    from .certify import certify
     from .data import CHESSBOARD_9X6, SceneConfig, build_real_set, generate_split, load_coco
 
     detector, _ = load_detector(path)
@@ -56,23 +53,10 @@ def evaluate_tradeoff(path: str | Path, label: str, cfg: TradeoffConfig, progres
     row = {"model": label, "path": str(path), "params": int(sum(p.numel() for p in detector.parameters())),
            "pck_synthetic": ev_syn.pck(cfg.tolerance), "pck_real_left": ev_real.pck(cfg.tolerance),
            "real_keypoints": int(ev_real.errors.size)}
-    certify(km, test_x[0], cfg.eps[0], cfg.eps[0], cfg.radius, margins=False, max_depth=cfg.max_depth)  # warm-up
-    for eps in cfg.eps:
-        acc, ok, times = [], [], []
-        for i in tqdm(range(cfg.frames), desc=f"{label} eps={eps:g}", unit="frame", leave=False, disable=not progress):
-            t0 = time.perf_counter()
-            fc = certify(km, test_x[i], eps, eps, cfg.radius, budget_ms=cfg.budget_ms, margins=False,
-                         max_depth=cfg.max_depth)
-            times.append((time.perf_counter() - t0) * 1000)
-            pred = np.array([[k.x, k.y] for k in fc.keypoints])
-            err = keypoint_errors(pred, np.asarray(test_k[i], np.float64), sym)
-            cert = np.array([k.certified for k in fc.keypoints])
-            ok += list(cert)
-            acc += list(cert & (err <= cfg.tolerance))
-        row[f"cert_acc@{eps:g}"] = float(np.mean(acc))
-        row[f"cert_rate@{eps:g}"] = float(np.mean(ok))
-        row[f"cert_ms@{eps:g}"] = float(np.mean(times))
-        row["cert_keypoints"] = len(acc)
+    for score in certified_accuracy(km, test_x[: cfg.frames], test_k[: cfg.frames], cfg.eps, radius=cfg.radius,
+                                    tolerance=cfg.tolerance, symmetries=sym, budget_ms=cfg.budget_ms,
+                                    max_depth=cfg.max_depth, progress=progress, desc=label):
+        row.update(score.as_row())
     return row
 
 

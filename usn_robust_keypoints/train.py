@@ -45,10 +45,13 @@ def train_detector(model: HeatmapDetector, images: np.ndarray, keypoints: np.nda
                    batch_size: int = 32, lr: float = 2e-3, weight_decay: float = 1e-4, seed: int = 0,
                    device: str = "auto", augment: PerturbationBox | None = PerturbationBox(0.3, 0.15),
                    extra_loss: Callable[[HeatmapDetector], torch.Tensor] | None = None,
-                   progress: bool = True, desc: str = "train") -> list[float]:
+                   after_step: Callable[[HeatmapDetector, float], None] | None = None,
+                   progress: bool = True, desc: str = "train", leave: bool = True) -> list[float]:
     """Train ``model`` in place on images (N, h, w) uint8 at the model's input size and keypoints
-    (N, K, 2) in input pixels. ``extra_loss(model)`` is added to the task loss (e.g. the pruning
-    schedule's Wasserstein term). Returns the task loss of every step."""
+    (N, K, 2) in input pixels (AdamW, one-cycle lr, brightness/contrast augmentation).
+    ``extra_loss(model)`` is added to the task loss (e.g. the certifiability term);
+    ``after_step(model, lr_scale)`` runs after every optimiser step with the current lr as a
+    fraction of ``lr`` (e.g. the pruning schedule's gate step). Returns the task loss of every step."""
     cfg = model.config
     if images.shape[1:] != (cfg.input_height, cfg.input_width):
         raise ValueError(f"images must be {cfg.input_width}x{cfg.input_height}, got {images.shape[1:]}")
@@ -62,12 +65,12 @@ def train_detector(model: HeatmapDetector, images: np.ndarray, keypoints: np.nda
     imgs = torch.from_numpy(images)
     kps = torch.from_numpy(np.asarray(keypoints, np.float32))
     losses: list[float] = []
-    bar = tqdm(range(steps), desc=desc, disable=not progress, unit="step")
+    bar = tqdm(range(steps), desc=desc, disable=not progress, unit="step", leave=leave)
     for step in bar:
         idx = torch.randint(0, len(imgs), (batch_size,), generator=gen)
         x = imgs[idx].to(dev, torch.float32).div_(255.0).unsqueeze(1)
         if augment is not None:
-            theta = PerturbationBox(augment.alpha, augment.beta).sample(batch_size + 4, gen)[4:]
+            theta = augment.sample(batch_size + 4, gen)[4:]
             x = apply_perturbation(x, theta[:, 0].to(dev), theta[:, 1].to(dev))
         target = heatmap_targets(kps[idx].to(dev), cfg)
         loss = task_loss(model(x), target)
@@ -76,6 +79,8 @@ def train_detector(model: HeatmapDetector, images: np.ndarray, keypoints: np.nda
         total.backward()
         opt.step()
         model.apply_constraints()
+        if after_step is not None:
+            after_step(model, sched.get_last_lr()[0] / lr)
         sched.step()
         losses.append(loss.item())
         if step % 20 == 0:

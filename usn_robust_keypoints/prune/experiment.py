@@ -112,18 +112,10 @@ def detector_latency_ms(detector: HeatmapDetector, runs: int = 30) -> float:
     return float(np.median(ts))
 
 
-def _symmetric_errors(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    from ..data import CHESSBOARD_9X6
-    from ..evaluate import keypoint_errors
-
-    return keypoint_errors(pred, gt, CHESSBOARD_9X6.symmetries)
-
-
 def evaluate_detector(detector: HeatmapDetector, test_images: np.ndarray, test_kps: np.ndarray,
                       cfg: ExperimentConfig, progress: bool = True) -> dict:
     """All metrics of one model (see the module docstring)."""
-    from ..certify import certify
-    from ..evaluate import evaluate_model
+    from ..evaluate import certified_accuracy, evaluate_model
 
     km = KeypointModel(detector.cpu().eval(), device="cpu")
     ev = evaluate_model(km, list(test_images), test_kps, _sym(), (cfg.tolerance,), progress=False)
@@ -134,29 +126,12 @@ def evaluate_detector(detector: HeatmapDetector, test_images: np.ndarray, test_k
            f"pck@{cfg.tolerance:g}px": ev.pck(cfg.tolerance), "mean_error_px": ev.mean_error,
            "latency_ms": detector_latency_ms(detector)}
     n = min(cfg.cert_frames, len(test_images))
-    certify(km, test_images[0], alpha=cfg.eps[0], beta=cfg.eps[0], radius=cfg.radius, margins=False,
-            max_depth=cfg.max_depth)  # warm-up
-    for k, eps in enumerate(cfg.eps):
-        ok, acc, betas, times = [], [], [], []
-        it = tqdm(range(n), desc=f"certify eps={eps:g}", unit="frame", leave=False, disable=not progress)
-        for i in it:
-            t0 = time.perf_counter()
-            fc = certify(km, test_images[i], alpha=eps, beta=eps, radius=cfg.radius, backend=cfg.backend,
-                         budget_ms=cfg.budget_ms, margins=False, max_depth=cfg.max_depth)
-            times.append((time.perf_counter() - t0) * 1000)
-            pred = np.array([[kc.x, kc.y] for kc in fc.keypoints])
-            err = _symmetric_errors(pred, np.asarray(test_kps[i], np.float64))
-            cert = np.array([kc.certified for kc in fc.keypoints])
-            ok += list(cert)
-            acc += list(cert & (err <= cfg.tolerance))
-            if k == 0:
-                betas += beta_star_grid(km, test_images[i], cfg)
-        row[f"cert_acc@{eps:g}"] = float(np.mean(acc))
-        row[f"cert_rate@{eps:g}"] = float(np.mean(ok))
-        row[f"cert_ms@{eps:g}"] = float(np.mean(times))
-        row["cert_keypoints"] = len(acc)
-        if k == 0:
-            row["mean_beta_star"] = float(np.mean(betas))
+    scores = certified_accuracy(km, test_images[:n], test_kps[:n], cfg.eps, radius=cfg.radius, tolerance=cfg.tolerance,
+                                symmetries=_sym(), backend=cfg.backend, budget_ms=cfg.budget_ms,
+                                max_depth=cfg.max_depth, progress=progress)
+    for s in scores:
+        row.update(s.as_row())
+    row["mean_beta_star"] = float(np.mean([b for i in range(n) for b in beta_star_grid(km, test_images[i], cfg)]))
     return row
 
 

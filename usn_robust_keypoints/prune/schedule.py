@@ -10,8 +10,8 @@ One round, with ``lambda > 0`` (USN + W):  score -> mark the channels to remove 
 ``steps_per_round`` with task loss + ``lambda * W`` (wasserstein.py: gates of the marked channels
 driven to 0) -> remove the marked channels.
 
-Fine-tuning (:func:`fine_tune`) is the project's training step (same targets, task loss,
-brightness/contrast augmentation, AdamW + one-cycle schedule as ``train.train_detector``). The
+Fine-tuning (:func:`fine_tune`) is the project's training step (``train.train_detector``: same
+targets, task loss, brightness/contrast augmentation, AdamW + one-cycle schedule). The
 ``lambda * W`` term is minimised by a separate plain gradient step of size ``w_lr`` on the BN
 gates after each AdamW step (decoupled, like AdamW's weight decay; annealed with the lr): Adam normalises gradient
 magnitudes, so inside Adam the strength of the term would not depend on ``lambda`` and a gate
@@ -30,8 +30,8 @@ import torch_pruning as tp
 from tqdm import tqdm
 
 from ..model.detector import HeatmapDetector
-from ..perturbation import PerturbationBox, apply_perturbation
-from ..train import heatmap_targets, task_loss
+from ..perturbation import PerturbationBox
+from ..train import heatmap_targets, task_loss, train_detector
 from .baselines import BASELINES, accumulate_gradients, baseline_importance
 from .surgery import UsnImportance, channel_importance, count_hidden_channels, dependency_graph, remove_channels, select_channels
 from .usn import UsnConfig, hidden_convs, usn_scores
@@ -103,45 +103,28 @@ def fine_tune(model: HeatmapDetector, images: np.ndarray, keypoints: np.ndarray,
               lr: float, seed: int, gate_loss=None, w_lr: float = 1.0, weight_decay: float = 1e-4,
               augment: PerturbationBox = PerturbationBox(0.3, 0.15), progress: bool = True,
               desc: str = "fine-tune", extra_loss=None) -> list[float]:
-    """Fine-tune ``model`` in place (task loss, AdamW, one-cycle lr, brightness/contrast
-    augmentation). If ``gate_loss(model)`` is given, each step is followed by
+    """Fine-tune ``model`` in place with :func:`train.train_detector` on the model's device. If
+    ``gate_loss(model)`` is given, each step is followed by
     ``gate -= w_lr * (lr_t / lr) * d gate_loss / d gate`` on the hidden BN weights (the step
     follows the one-cycle lr, so it anneals). ``extra_loss(model)`` (e.g. the certifiability term
     of certify.training_loss) is added to the task loss. Returns the task losses."""
-    cfg = model.config
-    dev = next(model.parameters()).device
-    model.train()
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.1)
-    imgs = torch.from_numpy(images)
-    kps = torch.from_numpy(np.asarray(keypoints, np.float32))
-    gates = [bn.weight for _, _, bn in hidden_convs(model)]
-    losses: list[float] = []
-    for _ in tqdm(range(steps), desc=desc, unit="step", leave=False, disable=not progress):
-        idx = torch.randint(0, len(imgs), (batch_size,), generator=gen)
-        x = imgs[idx].to(dev, torch.float32).div_(255.0).unsqueeze(1)
-        theta = augment.sample(batch_size + 4, gen)[4:]
-        x = apply_perturbation(x, theta[:, 0].to(dev), theta[:, 1].to(dev))
-        loss = task_loss(model(x), heatmap_targets(kps[idx].to(dev), cfg))
-        total = loss + extra_loss(model) if extra_loss is not None else loss  # e.g. certifiability term
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
-        model.apply_constraints()
-        if gate_loss is not None:
-            w = gate_loss(model)
+    gate_step = None
+    if gate_loss is not None:
+        gates = [bn.weight for _, _, bn in hidden_convs(model)]
+
+        def gate_step(m: HeatmapDetector, lr_scale: float) -> None:
+            w = gate_loss(m)
             if w.requires_grad:
-                step = w_lr * sched.get_last_lr()[0] / lr  # annealed with the lr: no end oscillation
                 grads = torch.autograd.grad(w, gates, allow_unused=True)
                 with torch.no_grad():
                     for g, d in zip(gates, grads):
                         if d is not None:
-                            g.sub_(step * d)
-        sched.step()
-        losses.append(loss.item())
-    model.eval()
-    return losses
+                            g.sub_(w_lr * lr_scale * d)
+
+    return train_detector(model, images, keypoints, steps=steps, batch_size=batch_size, lr=lr,
+                          weight_decay=weight_decay, seed=seed, device=str(next(model.parameters()).device),
+                          augment=augment, extra_loss=extra_loss, after_step=gate_step, progress=progress,
+                          desc=desc, leave=False)
 
 
 class _Criterion:
