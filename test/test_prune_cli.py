@@ -74,9 +74,11 @@ def test_experiment_robust_term_kappa0_ablation_in_parallel_jobs(tiny_model, tmp
     out = tmp_path / "results"
     rc = main(["experiment", "--quick", "--model", str(tiny_model), "--out", str(out), "--threads", "1",
                "--methods", "usn+w", "random", "--robust-kappa", "0.1", "--robust-eps", "0.02", "--robust-ramp", "0",
-               "--jobs", "2"])  # worker processes
+               "--jobs", "2", "--usn-smoothness", "bounds"])  # worker processes
     assert rc == 0
-    rows = json.loads((out / "results.json").read_text())["rows"][1:]
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["config"]["usn"]["smoothness"] == "bounds"
+    rows = doc["rows"][1:]
     by_label = {r["model"]: r for r in rows}
     assert set(by_label) == {"USN+W (λ=1)", "random", "USN+W (λ=1) κ=0"}
     assert by_label["USN+W (λ=1)"]["kappa"] == 0.1 and by_label["random"]["kappa"] == 0.1
@@ -86,7 +88,9 @@ def test_experiment_robust_term_kappa0_ablation_in_parallel_jobs(tiny_model, tmp
     assert meta["robust"]["steps"] == 10 and meta["robust"]["eps"] == 0.02
     _, meta0 = load_detector(out / by_label["USN+W (λ=1) κ=0"]["file"])
     assert "robust" not in meta0
-    assert "κ = 0.1" in (out / "results.md").read_text()
+    assert "κ = 0.1" in (out / "results.md").read_text() and "smoothness bounds" in (out / "results.md").read_text()
+    _, meta_w = load_detector(out / by_label["USN+W (λ=1)"]["file"])
+    assert meta_w["pruning"]["usn"]["smoothness"] == "bounds"
     assert [r["model"] for r in rows] == ["USN+W (λ=1)", "random", "USN+W (λ=1) κ=0"]  # run order kept
 
 

@@ -63,6 +63,26 @@ def test_usn_terms_match_direct_computation():
     assert torch.allclose(s.smoothness, torch.stack(smooth).mean(0), rtol=1e-4, atol=1e-9)
 
 
+def test_usn_bound_smoothness_is_sound_and_exact_on_the_stem():
+    """``smoothness="bounds"``: never below the sampled variance (every sample lies in the bounds),
+    and on the first layer, which is affine in θ where no pixel clips, the exact half-width²."""
+    m = _model()
+    x = 0.3 + 0.4 * _images(3)  # in [0.3, 0.7]: c·x + b never clips at α = β = 0.05
+    cfg = UsnConfig(num_theta=8, seed=0)
+    sampled = usn_scores(m, x, cfg)
+    bounded = usn_scores(m, x, UsnConfig(num_theta=8, seed=0, smoothness="bounds"))
+    for s, b in zip(sampled, bounded):
+        assert (b.smoothness >= s.smoothness * (1 - 1e-4) - 1e-9).all()
+        assert torch.equal(s.signal, b.signal) and torch.equal(s.bias, b.bias)
+    z = lambda c, bb: m.net[1](m.net[0](c * x + bb))  # noqa: E731  (stem conv + BN)
+    with torch.no_grad():
+        half = ((z(1 + cfg.alpha, 0.0) - z(1 - cfg.alpha, 0.0)).abs() + (z(1.0, cfg.beta) - z(1.0, -cfg.beta)).abs()) / 2
+    expected = (half.double() ** 2).mean((0, 2, 3)).float()
+    assert torch.allclose(bounded[0].smoothness, expected, rtol=1e-4, atol=1e-9)
+    with pytest.raises(ValueError):
+        UsnConfig(smoothness="exact")
+
+
 def test_removing_channels_is_physical_and_reloads(tmp_path):
     m = _model()
     x = _images(2)

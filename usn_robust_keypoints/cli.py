@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-images", type=int, default=16000, help="synthetic training scenes")
     p.add_argument("--test-images", type=int, default=500, help="synthetic test scenes for PCK (0: skip)")
     p.add_argument("--usn-signal", default="energy", choices=("mean_var", "total_var", "energy", "contribution"))
+    p.add_argument("--usn-smoothness", default="sampled", choices=("sampled", "bounds"),
+                   help="USN smoothness term: variance over sampled θ, or the certifier's bound width")
     p.add_argument("--usn-gamma", type=float, default=0.5, help="weight of the stability ratio (0..1)")
     p.add_argument("--usn-eps", type=float, default=0.05, help="α = β of the box USN samples θ from")
     p.add_argument("--usn-no-bias", action="store_true", help="drop the bias term B from USN")
@@ -100,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-images", type=int, help="synthetic test scenes for PCK")
     p.add_argument("--eps", type=float, nargs="+", help="α = β values of the certified columns")
     p.add_argument("--beta-grid", type=float, nargs="+", help="ascending β grid of mean β*")
+    p.add_argument("--usn-smoothness", choices=("sampled", "bounds"),
+                   help="USN smoothness term of the USN rows (default: sampled)")
     _robust_args(p)
     p.set_defaults(func=_prune_command("cmd_experiment"))
 

@@ -12,7 +12,8 @@ import torch
 def _usn_config(args: argparse.Namespace):
     from .usn import UsnConfig
 
-    return UsnConfig(alpha=args.usn_eps, beta=args.usn_eps, signal=args.usn_signal, gamma=args.usn_gamma,
+    return UsnConfig(alpha=args.usn_eps, beta=args.usn_eps, signal=args.usn_signal,
+                     smoothness=args.usn_smoothness, gamma=args.usn_gamma,
                      include_bias=not args.usn_no_bias, relu_weight=args.usn_relu_weight, seed=args.seed)
 
 
@@ -83,6 +84,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     cfg = ExperimentConfig.quick(**kw) if args.quick else ExperimentConfig(**kw)
     if not args.quick:
         cfg.usn = UsnConfig(**{**asdict(cfg.usn), "seed": cfg.seed})
+    if args.usn_smoothness:
+        cfg.usn = UsnConfig(**{**asdict(cfg.usn), "smoothness": args.usn_smoothness})
     rows = run_experiment(cfg, args.out)
     print(results_table(rows, cfg))
     print(f"wrote {Path(args.out) / 'results.md'}")

@@ -285,7 +285,8 @@ def _write(rows: list[dict], cfg: ExperimentConfig, out: Path) -> None:
             f"{cfg.cert_frames} frames ({n_kp} keypoints), backend `{cfg.backend}`, r = {cfg.radius:g} px, "
             f"α = β = ε, max_depth {cfg.max_depth if cfg.max_depth is not None else 'default'}, tolerance "
             f"{cfg.tolerance:g} px, {cfg.threads} torch thread(s) × {cfg.jobs} job(s), seed {cfg.seed}. "
-            f"Certified accuracy with its 95 % Wilson interval in brackets.")
+            f"Certified accuracy with its 95 % Wilson interval in brackets. USN: signal {cfg.usn.signal}, "
+            f"smoothness {cfg.usn.smoothness}, γ = {cfg.usn.gamma:g}, box ±{cfg.usn.alpha:g}.")
     if cfg.robust is not None:
         r = cfg.robust
         head += (f" Every fine-tuning adds the certifiability term κ = {r.kappa:g} (ε_train = {r.eps:g}, ramp "

@@ -12,7 +12,12 @@ the nominal image):
     * ``"energy"``:    ``E_{x,pos}[ relu(z_j(x(theta0)))^2 ]`` (what the next layer receives)
     * ``"contribution"``: ``energy * ||W_next[:, j]||^2`` (energy seen through the next conv)
 - bias        ``B_j = E_{x,pos}[ (E_theta z_j(x(theta)) - z_j(x(theta0)))^2 ]``
-- smoothness  ``S_j = E_{x,pos}[ Var_theta z_j(x(theta)) ]``
+- smoothness  ``S_j = E_{x,pos}[ Var_theta z_j(x(theta)) ]`` (``UsnConfig.smoothness = "sampled"``), or
+  with ``"bounds"`` its sound upper limit as the certifier sees it:
+  ``E_{x,pos}[ ((hi_j - lo_j) / 2)^2 ]`` with ``[lo_j, hi_j]`` the native engine's forward-mode
+  bounds of ``z_j`` over the whole box (one pass per image, no splitting). A variable confined to
+  ``[lo, hi]`` has variance at most ``((hi - lo) / 2)^2``, so this is >= the sampled term; it also
+  counts the relaxation looseness that upstream channels cause, which is what the certifier pays for.
 - flip rate   ``F_j``: share of (x, pos, theta) where ``sign z_j(x(theta)) != sign z_j(x(theta0))``
 
 and, after dividing every term by its layer median (so layers of different scale compare),
@@ -39,6 +44,7 @@ from ..model.detector import HeatmapDetector
 from ..perturbation import PerturbationBox, apply_perturbation
 
 SIGNALS = ("mean_var", "total_var", "energy", "contribution")
+SMOOTHNESS = ("sampled", "bounds")
 
 
 @dataclass
@@ -49,6 +55,7 @@ class UsnConfig:
     beta: float = 0.05
     num_theta: int = 16
     signal: str = "energy"
+    smoothness: str = "sampled"
     gamma: float = 0.5
     include_bias: bool = True
     relu_weight: float = 0.0
@@ -58,6 +65,8 @@ class UsnConfig:
     def __post_init__(self) -> None:
         if self.signal not in SIGNALS:
             raise ValueError(f"signal must be one of {SIGNALS}, got {self.signal!r}")
+        if self.smoothness not in SMOOTHNESS:
+            raise ValueError(f"smoothness must be one of {SMOOTHNESS}, got {self.smoothness!r}")
         if self.num_theta < 4:
             raise ValueError("num_theta must be >= 4 (the box corners are always sampled)")
 
@@ -107,7 +116,7 @@ class _Stats:
         z = lambda: torch.zeros(c, dtype=torch.float64)  # noqa: E731
         self.n_pos = 0
         self.sum0, self.sq0, self.energy = z(), z(), z()
-        self.bias, self.smooth, self.flip = z(), z(), z()
+        self.bias, self.smooth, self.flip, self.bound_smooth = z(), z(), z(), z()
         self.means: list[torch.Tensor] = []
 
     def add(self, z: torch.Tensor) -> None:
@@ -124,6 +133,11 @@ class _Stats:
         self.smooth += zt.var(0, unbiased=False).sum((1, 2))
         self.flip += ((zt > 0) != (z0 > 0)).double().mean(0).sum((1, 2))
         self.means.append(z0.mean((1, 2)))
+
+    def add_bounds(self, lo: torch.Tensor, hi: torch.Tensor) -> None:
+        """Accumulate the bound smoothness term of one image: ``lo``/``hi`` (1, C, H, W) are the
+        certified bounds of the pre-activation over the whole box."""
+        self.bound_smooth += (((hi[0].double() - lo[0].double()) / 2) ** 2).sum((1, 2))
 
 
 @torch.no_grad()
@@ -145,6 +159,11 @@ def usn_scores(detector: HeatmapDetector, images: torch.Tensor, config: UsnConfi
              for k, (_, _, bn) in enumerate(layers)]
     was_training = detector.training
     detector.eval()
+    if cfg.smoothness == "bounds":
+        from ..certify.bounds import bound_layers, propagate
+
+        blayers = bound_layers(detector)
+        whole_box = torch.tensor([[1 - cfg.alpha, 1 + cfg.alpha, -cfg.beta, cfg.beta]])
     try:
         it = range(images.shape[0])
         if progress:
@@ -159,6 +178,14 @@ def usn_scores(detector: HeatmapDetector, images: torch.Tensor, config: UsnConfi
             detector(xs)
             for k, st in enumerate(stats):
                 st.add(captured[k])
+            if cfg.smoothness == "bounds":
+                trace: list = []
+                propagate(blayers, x0, whole_box, trace)
+                relus = [t for m, t in zip(blayers, trace) if isinstance(m, nn.ReLU)]
+                if len(relus) != len(stats):
+                    raise ValueError(f"{len(relus)} ReLUs in the bound pass but {len(stats)} hidden convs")
+                for st, (lo, hi) in zip(stats, relus):
+                    st.add_bounds(lo, hi)
     finally:
         for h in hooks:
             h.remove()
@@ -178,7 +205,8 @@ def usn_scores(detector: HeatmapDetector, images: torch.Tensor, config: UsnConfi
                 w = _next_conv(detector, conv).weight.detach().double()
                 signal = signal * (w ** 2).sum((0, 2, 3))
         signal = signal.clamp_min(0)
-        bias, smooth, flip = st.bias / n, st.smooth / n, st.flip / n
+        bias, flip = st.bias / n, st.flip / n
+        smooth = (st.bound_smooth if cfg.smoothness == "bounds" else st.smooth) / n
         out.append(_combine(name, signal, bias, smooth, flip, cfg))
     return out
 
