@@ -125,3 +125,18 @@ def test_lirpa_backend_sound_and_agrees(model, image, method) -> None:
         assert a.certified_radius >= float(d) - 1e-6
         if a.certified and b.status is Status.NOT_CERTIFIED:
             assert b.certified_radius > 6.0  # native never refutes what auto_LiRPA proves
+
+
+def test_bench_certify_keeps_checkpoints_with_the_same_file_name_apart(model, tmp_path):
+    """Two checkpoints named alike (e.g. the same method in two seed folders) get two row groups."""
+    for seed in ("s0", "s1"):
+        (tmp_path / seed).mkdir()
+        save_checkpoint(model.detector, tmp_path / seed / "m.safetensors")
+    out = tmp_path / "bench.md"
+    rc = main(["bench-certify", "--out", str(out), "--frames", "1", "--lirpa-frames", "0", "--threads", "1",
+               "--train-steps", "2", "--model", str(tmp_path / "s0" / "m.safetensors"),
+               "--model", str(tmp_path / "s1" / "m.safetensors")])
+    assert rc == 0
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| s")]
+    for seed in ("s0", "s1"):  # 3 native methods x 4 boxes per checkpoint, no mixing
+        assert sum(line.startswith(f"| {seed}/m.safetensors ") for line in rows) == 12

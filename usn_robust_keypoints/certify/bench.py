@@ -125,6 +125,16 @@ def markdown_table(rows: list[BenchRow]) -> str:
     return "\n".join(lines)
 
 
+def model_labels(paths: list) -> list[str]:
+    """The shortest path tail that tells every checkpoint apart (its file name when the names differ)."""
+    parts = [Path(p).parts for p in paths]
+    for k in range(1, max((len(q) for q in parts), default=1) + 1):
+        labels = ["/".join(q[-k:]) for q in parts]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [str(p) for p in paths]
+
+
 def cmd_bench_certify(args) -> int:
     """CLI handler of ``usn-keypoints bench-certify``."""
     torch.set_num_threads(args.threads)
@@ -140,10 +150,10 @@ def cmd_bench_certify(args) -> int:
             paths = [default_model_path()]
         except FileNotFoundError:
             print("no shipped model yet: benchmarking the bench detector only")
-    for p in paths:
+    for p, label in zip(paths, model_labels(paths)):
         m = load_model(p, device="cpu")
         c = m.config
-        models.append((f"{Path(p).name} {c.input_width}×{c.input_height}", m, bench_frames(m, args.frames)))
+        models.append((f"{label} {c.input_width}×{c.input_height}", m, bench_frames(m, args.frames)))
     rows = run_bench(models, radius=args.radius, lirpa_frames=args.lirpa_frames)
     table = markdown_table(rows)
     head = (f"Certification benchmark: radius {args.radius} px, α=β=ε, {args.frames} synthetic test frames per model "
