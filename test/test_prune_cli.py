@@ -74,10 +74,10 @@ def test_experiment_robust_term_kappa0_ablation_in_parallel_jobs(tiny_model, tmp
     out = tmp_path / "results"
     rc = main(["experiment", "--quick", "--model", str(tiny_model), "--out", str(out), "--threads", "1",
                "--methods", "usn+w", "random", "--robust-kappa", "0.1", "--robust-eps", "0.02", "--robust-ramp", "0",
-               "--jobs", "2", "--usn-smoothness", "bounds"])  # worker processes
+               "--jobs", "2", "--usn-smoothness", "bounds", "--usn-gamma", "0.25"])  # worker processes
     assert rc == 0
     doc = json.loads((out / "results.json").read_text())
-    assert doc["config"]["usn"]["smoothness"] == "bounds"
+    assert doc["config"]["usn"]["smoothness"] == "bounds" and doc["config"]["usn"]["gamma"] == 0.25
     rows = doc["rows"][1:]
     by_label = {r["model"]: r for r in rows}
     assert set(by_label) == {"USN+W (λ=1)", "random", "USN+W (λ=1) κ=0"}

@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beta-grid", type=float, nargs="+", help="ascending β grid of mean β*")
     p.add_argument("--usn-smoothness", choices=("sampled", "bounds"),
                    help="USN smoothness term of the USN rows (default: sampled)")
+    p.add_argument("--usn-gamma", type=float, help="USN weight of the stability ratio, 0..1 (default 0.5)")
     _robust_args(p)
     p.set_defaults(func=_prune_command("cmd_experiment"))
 

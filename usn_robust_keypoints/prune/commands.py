@@ -84,8 +84,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     cfg = ExperimentConfig.quick(**kw) if args.quick else ExperimentConfig(**kw)
     if not args.quick:
         cfg.usn = UsnConfig(**{**asdict(cfg.usn), "seed": cfg.seed})
-    if args.usn_smoothness:
-        cfg.usn = UsnConfig(**{**asdict(cfg.usn), "smoothness": args.usn_smoothness})
+    for key in ("smoothness", "gamma"):
+        if getattr(args, f"usn_{key}") is not None:
+            cfg.usn = UsnConfig(**{**asdict(cfg.usn), key: getattr(args, f"usn_{key}")})
     rows = run_experiment(cfg, args.out)
     print(results_table(rows, cfg))
     print(f"wrote {Path(args.out) / 'results.md'}")
