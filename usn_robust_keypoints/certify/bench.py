@@ -126,13 +126,15 @@ def markdown_table(rows: list[BenchRow]) -> str:
 
 
 def model_labels(paths: list) -> list[str]:
-    """The shortest path tail that tells every checkpoint apart (its file name when the names differ)."""
+    """Per checkpoint, the shortest path tail no other checkpoint shares (its file name when the
+    names differ), so that same-named checkpoints in different folders stay apart."""
     parts = [Path(p).parts for p in paths]
-    for k in range(1, max((len(q) for q in parts), default=1) + 1):
-        labels = ["/".join(q[-k:]) for q in parts]
-        if len(set(labels)) == len(labels):
-            return labels
-    return [str(p) for p in paths]
+    labels = []
+    for i, q in enumerate(parts):
+        others = [r for j, r in enumerate(parts) if j != i]
+        k = next((k for k in range(1, len(q) + 1) if all(r[-k:] != q[-k:] for r in others)), len(q))
+        labels.append("/".join(q[-k:]))
+    return labels
 
 
 def cmd_bench_certify(args) -> int:
