@@ -169,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-steps", type=int, default=1500, help="training steps of the bench detector (cached)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--model", action="append", help="extra checkpoint to benchmark (repeatable; default: the shipped model)")
+    p.add_argument("--eps", type=float, nargs="+", help="α = β boxes to benchmark (default 0.005 0.02 0.05 0.1)")
     p.set_defaults(func=lambda a: __import__("usn_robust_keypoints.certify.bench", fromlist=["x"]).cmd_bench_certify(a))
     # certifiability trade-off (usn_robust_keypoints.tradeoff)
     p = sub.add_parser("tradeoff", help="PCK@3px vs certified accuracy of models at several ε: table + PNG")

@@ -156,7 +156,8 @@ def cmd_bench_certify(args) -> int:
         m = load_model(p, device="cpu")
         c = m.config
         models.append((f"{label} {c.input_width}×{c.input_height}", m, bench_frames(m, args.frames)))
-    rows = run_bench(models, radius=args.radius, lirpa_frames=args.lirpa_frames)
+    epsilons = tuple(getattr(args, "eps", None) or EPSILONS)
+    rows = run_bench(models, radius=args.radius, epsilons=epsilons, lirpa_frames=args.lirpa_frames)
     table = markdown_table(rows)
     head = (f"Certification benchmark: radius {args.radius} px, α=β=ε, {args.frames} synthetic test frames per model "
             f"(auto_LiRPA on the first {args.lirpa_frames}), torch threads {args.threads}, CPU.\n\n")
