@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -68,7 +68,6 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     """Run the whole pruning comparison and write the table and plots."""
     from ..certify.training_loss import robust_config
     from .experiment import ExperimentConfig, run_experiment, results_table
-    from .usn import UsnConfig
 
     kw = {k: v for k, v in dict(model=args.model, seed=args.seed, threads=args.threads, jobs=args.jobs,
                                 cert_frames=args.cert_frames,
@@ -82,11 +81,10 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         kw["ablations"] = False
     kw["robust"] = robust_config(args)
     cfg = ExperimentConfig.quick(**kw) if args.quick else ExperimentConfig(**kw)
+    usn = {k: v for k, v in dict(smoothness=args.usn_smoothness, gamma=args.usn_gamma).items() if v is not None}
     if not args.quick:
-        cfg.usn = UsnConfig(**{**asdict(cfg.usn), "seed": cfg.seed})
-    for key in ("smoothness", "gamma"):
-        if getattr(args, f"usn_{key}") is not None:
-            cfg.usn = UsnConfig(**{**asdict(cfg.usn), key: getattr(args, f"usn_{key}")})
+        usn["seed"] = cfg.seed
+    cfg.usn = replace(cfg.usn, **usn)
     rows = run_experiment(cfg, args.out)
     print(results_table(rows, cfg))
     print(f"wrote {Path(args.out) / 'results.md'}")
