@@ -52,3 +52,12 @@ def test_wilson_interval_solves_the_score_equation():
     assert lo == 0 and abs(hi - z * z / (64 + z * z)) < 1e-12
     assert format_rate(20 / 64, 64) == "0.312 (0.21–0.43)"
     assert format_rate(0.5, 0) == "0.500"
+
+
+def test_train_cli_refuses_the_robustness_term_from_scratch(tmp_path, capsys):
+    from usn_robust_keypoints.cli import main
+
+    out = tmp_path / "m.safetensors"
+    assert main(["train", "--out", str(out), "--steps", "1", "--robust-kappa", "1"]) == 2
+    assert "--init" in capsys.readouterr().err
+    assert not out.exists()

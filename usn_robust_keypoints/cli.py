@@ -235,6 +235,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    if args.robust_kappa > 0 and not args.init:
+        # The term freezes BatchNorm at its running statistics (the network the bounds certify); from
+        # scratch those are the initial ones, and the network stays at a flat heatmap (measured:
+        # loss ln(h*w) for 60 steps with the term, falling without it).
+        raise ValueError("--robust-kappa needs a trained starting point: first train without the term, "
+                         "then fine-tune with --init CHECKPOINT --robust-kappa K")
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
