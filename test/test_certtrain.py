@@ -160,6 +160,42 @@ def test_sub_box_margins_are_tighter_and_sound(data, pretrained):
             assert true_min >= m2[i, 0] - 1e-4 and true_min >= m1[i, 0] - 1e-4
 
 
+def test_random_sub_box_margins_are_inside_the_box_and_sound(data, pretrained):
+    """Random sub-boxes (``sub_eps``) lie inside the box, their margins are never looser than the
+    whole box's (a sub-box is a subset), and no sample of each sub-box beats its bound."""
+    from usn_robust_keypoints.certify.batch import worst_margins
+    from usn_robust_keypoints.certify.training_loss import random_sub_boxes
+    from usn_robust_keypoints.perturbation import apply_perturbation
+
+    model = pretrained.eval()
+    x = _inputs(data[0][128:136])
+    cells, _ = keypoint_cells(torch.from_numpy(data[1][128:136]), CFG.output_stride, CFG.heatmap_size)
+    eps, sub, r = 0.1, 0.02, 1.0
+    boxes = random_sub_boxes(8, eps, sub, torch.Generator().manual_seed(0))
+    assert torch.allclose(boxes[:, 1] - boxes[:, 0], torch.full((8,), 2 * sub, dtype=torch.float64))
+    assert (boxes[:, 0] >= 1 - eps).all() and (boxes[:, 1] <= 1 + eps).all()
+    assert (boxes[:, 2] >= -eps).all() and (boxes[:, 3] <= eps).all()
+    assert len({tuple(b) for b in boxes.tolist()}) == 8
+    assert torch.equal(random_sub_boxes(3, 0.01, sub, torch.Generator())[0], torch.tensor([0.99, 1.01, -0.01, 0.01],
+                                                                                          dtype=torch.float64))
+    with torch.no_grad():
+        whole = worst_margins(model, x, cells, eps, eps, r)
+        m = worst_margins(model, x, cells, eps, eps, r, boxes=boxes)
+        assert (m >= whole - 1e-5).all() and (m > whole + 1e-3).any()
+        h, w = CFG.heatmap_size
+        rows, cols = torch.arange(h).repeat_interleave(w), torch.arange(w).repeat(h)
+        u = torch.rand(64, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        for i in range(x.shape[0]):
+            c = (boxes[i, 0] + u[:, 0] * (boxes[i, 1] - boxes[i, 0])).float()
+            b = (boxes[i, 2] + u[:, 1] * (boxes[i, 3] - boxes[i, 2])).float()
+            hm = model(apply_perturbation(x[i:i + 1].expand(64, -1, -1, -1), c, b))[:, 0].flatten(1)
+            q = cells[i, 0, 0] * w + cells[i, 0, 1]
+            outside = (rows - cells[i, 0, 0]) ** 2 + (cols - cells[i, 0, 1]) ** 2 > r ** 2
+            assert (hm[:, q:q + 1] - hm[:, outside]).min() >= m[i, 0] - 1e-4
+    with pytest.raises(ValueError):
+        RobustConfig(sub_eps=0.02, splits=2)
+
+
 def test_certified_accuracy_scores_certify_against_ground_truth(data, pretrained):
     """evaluate.certified_accuracy (the loop of `tradeoff` and `experiment`) against certify() per frame."""
     from usn_robust_keypoints.certify import certify

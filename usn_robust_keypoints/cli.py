@@ -198,6 +198,9 @@ def _robust_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--robust-radius", type=float, default=4.0, help="disk radius r (model-input px)")
     g.add_argument("--robust-splits", type=int, default=1,
                    help="bound an S x S grid of sub-boxes of the training box (cost x S^2; tighter)")
+    g.add_argument("--robust-sub-eps", type=float, default=0.0,
+                   help="bound one random sub-box of this half-width inside the training box per image "
+                        "(the certifier's leaves) instead of the whole box (0: whole box)")
     g.add_argument("--robust-form", default="softplus", choices=("softplus", "log"),
                    help="per-keypoint term: softplus(t - m) or log1p(softplus(t - m))")
 

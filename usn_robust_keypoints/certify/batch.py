@@ -59,24 +59,30 @@ def sub_boxes(alpha: float, beta: float, splits: int) -> torch.Tensor:
 
 
 def worst_margins(detector: nn.Module, x: torch.Tensor, cells: torch.Tensor, alpha: float, beta: float,
-                  radius_cells: float, splits: int = 1) -> torch.Tensor:
+                  radius_cells: float, splits: int = 1, boxes: torch.Tensor | None = None) -> torch.Tensor:
     """Differentiable ``min over the box, over cells s outside the disk of [H_q - H_s]`` (N, K),
     with ``q = cells[n, k] = (row, col)`` and the disk of ``radius_cells`` heatmap cells around it.
 
     Pure torch on the forward-mode bounds, so it can be a loss (e.g. ``softplus(t -
     worst_margins(...)).mean()``); > 0 proves the spec for that keypoint. ``splits > 1`` bounds
     each of the ``splits x splits`` sub-boxes separately (tighter, ``splits**2`` times the cost)
-    and takes the worst."""
+    and takes the worst. ``boxes (N, 4) = (c_lo, c_hi, b_lo, b_hi)`` instead bounds one given box per
+    input (``alpha``, ``beta`` and ``splits`` are then unused)."""
     if splits < 1:
         raise ValueError(f"splits must be >= 1, got {splits}")
     layers = bound_layers(detector, differentiable=True)
-    grid = sub_boxes(alpha, beta, splits).to(x.dtype).to(x.device)
-    m = grid.shape[0]
     n0 = x.shape[0]
-    x = x.repeat_interleave(m, dim=0)
-    cells = cells.repeat_interleave(m, dim=0)
+    if boxes is not None:
+        if boxes.shape != (n0, 4):
+            raise ValueError(f"boxes must have shape ({n0}, 4), got {tuple(boxes.shape)}")
+        m, boxes = 1, boxes.to(x.dtype).to(x.device)
+    else:
+        grid = sub_boxes(alpha, beta, splits).to(x.dtype).to(x.device)
+        m = grid.shape[0]
+        x = x.repeat_interleave(m, dim=0)
+        cells = cells.repeat_interleave(m, dim=0)
+        boxes = grid.repeat(n0, 1)
     n = x.shape[0]
-    boxes = grid.repeat(n0, 1)
     f = propagate(layers, x, boxes)
     k, h, w = f.lower.shape[2:]
     flat = (cells[..., 0] * w + cells[..., 1]).to(x.device)  # (N, K)

@@ -44,6 +44,7 @@ class RobustConfig:
     target: float = 0.5
     form: str = "softplus"  # "log": log1p(softplus(target - m)), scale-free while margins are far below 0
     splits: int = 1  # bound a splits x splits grid of sub-boxes (the certifier splits the box too)
+    sub_eps: float = 0.0  # > 0: bound one random sub-box of this half-width inside the box per image
 
     def __post_init__(self) -> None:
         if self.form not in FORMS:
@@ -52,6 +53,8 @@ class RobustConfig:
             raise ValueError(f"need kappa >= 0 and 0 <= eps < 1, got kappa={self.kappa}, eps={self.eps}")
         if not 0 <= self.ramp <= 1 or self.batch < 1 or not self.radius >= 0 or self.splits < 1:
             raise ValueError("need 0 <= ramp <= 1, batch >= 1, radius >= 0 and splits >= 1")
+        if not 0 <= self.sub_eps < 1 or (self.sub_eps > 0 and self.splits > 1):
+            raise ValueError("need 0 <= sub_eps < 1, and splits = 1 when sub_eps > 0")
 
     def eps_at(self, step: int, steps: int) -> float:
         """The ramped box half-width at ``step`` of ``steps``."""
@@ -77,14 +80,23 @@ def keypoint_cells(keypoints: torch.Tensor, stride: int, heatmap_size: tuple[int
     return cells, valid
 
 
+def random_sub_boxes(n: int, eps: float, sub_eps: float, generator: torch.Generator) -> torch.Tensor:
+    """``n`` boxes ``(n, 4) = (c_lo, c_hi, b_lo, b_hi)`` of half-width ``min(sub_eps, eps)``, placed
+    uniformly at random inside ``c in [1-eps, 1+eps]``, ``b in [-eps, eps]``."""
+    w = min(sub_eps, eps)
+    centre = (torch.rand(n, 2, generator=generator, dtype=torch.float64) * 2 - 1) * (eps - w)
+    c, b = 1.0 + centre[:, 0], centre[:, 1]
+    return torch.stack([c - w, c + w, b - w, b + w], dim=1)
+
+
 def robustness_loss(detector: nn.Module, x: torch.Tensor, cells: torch.Tensor, valid: torch.Tensor, eps: float,
                     radius_cells: float, target: float = 0.5, form: str = "softplus",
-                    splits: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+                    splits: int = 1, boxes: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(mean softplus(target - margin) over valid keypoints, margins (N, K))`` for inputs ``x
     (N, 1, h, w)`` in [0, 1], their ground-truth cells ``(N, K, 2)`` and the box ``alpha = beta = eps``
-    (bounded as ``splits x splits`` sub-boxes); ``form="log"`` takes ``log1p`` of each term (its
-    gradient is relative to how far the margin is)."""
-    margins = worst_margins(detector, x, cells, eps, eps, radius_cells, splits)
+    (bounded as ``splits x splits`` sub-boxes, or one given box per input: ``boxes (N, 4)``);
+    ``form="log"`` takes ``log1p`` of each term (its gradient is relative to how far the margin is)."""
+    margins = worst_margins(detector, x, cells, eps, eps, radius_cells, splits, boxes)
     terms = F.softplus(target - margins)
     if form == "log":
         terms = torch.log1p(terms)
@@ -136,8 +148,9 @@ class RobustnessTerm:
         idx = torch.randint(0, len(self.images), (cfg.batch,), generator=self.gen)
         x = self.images[idx].to(dev, torch.float32).div_(255.0).unsqueeze(1)
         cells, valid = keypoint_cells(self.keypoints[idx], mc.output_stride, mc.heatmap_size)
+        boxes = random_sub_boxes(cfg.batch, eps, cfg.sub_eps, self.gen) if cfg.sub_eps > 0 else None
         loss, margins = robustness_loss(model, x, cells.to(dev), valid.to(dev), eps, cfg.radius / mc.output_stride,
-                                        cfg.target, cfg.form, cfg.splits)
+                                        cfg.target, cfg.form, cfg.splits, boxes)
         with torch.no_grad():
             v = valid.to(dev)
             self.history.eps.append(eps)
@@ -158,7 +171,8 @@ def robust_config(args) -> RobustConfig | None:
     if not args.robust_kappa > 0:
         return None
     return RobustConfig(kappa=args.robust_kappa, eps=args.robust_eps, ramp=args.robust_ramp, batch=args.robust_batch,
-                        radius=args.robust_radius, form=args.robust_form, splits=args.robust_splits)
+                        radius=args.robust_radius, form=args.robust_form, splits=args.robust_splits,
+                        sub_eps=args.robust_sub_eps)
 
 
 def robust_term(args, images: np.ndarray, keypoints: np.ndarray, steps: int) -> RobustnessTerm | None:
