@@ -105,3 +105,15 @@ def test_tradeoff_end_to_end_on_a_checkpoint(tiny_model, tmp_path):
     assert "| tiny |" in (tmp_path / "t" / "results.md").read_text()
     assert json.loads((tmp_path / "t" / "results.json").read_text())["rows"][0]["model"] == "tiny"
     assert (tmp_path / "t" / "tradeoff.png").stat().st_size > 1000
+
+
+def test_experiment_plus_w_rows_for_any_criterion():
+    """``bn+w`` prunes with BN-scale marks plus the Wasserstein concentration, one row per λ."""
+    from usn_robust_keypoints.prune.experiment import ExperimentConfig, _runs
+
+    runs = _runs(ExperimentConfig(methods=("bn+w", "usn+w", "bn"), wasserstein=(0.1, 1.0), ablations=False))
+    got = [(label, s.method, s.wasserstein) for label, s, _ in runs]
+    assert got == [("bn+W (λ=0.1)", "bn", 0.1), ("bn+W (λ=1)", "bn", 1.0), ("USN+W (λ=0.1)", "usn", 0.1),
+                   ("USN+W (λ=1)", "usn", 1.0), ("bn", "bn", 0.0)]
+    with pytest.raises(ValueError):
+        _runs(ExperimentConfig(methods=("magic+w",)))

@@ -46,7 +46,7 @@ class ExperimentConfig:
     model: str | None = None  # dense checkpoint (default: the shipped dense model)
     sparsities: tuple[float, ...] = (0.25, 0.5, 0.75)
     methods: tuple[str, ...] = ("usn", "usn+w", "random", "l1", "bn", "taylor")
-    wasserstein: tuple[float, ...] = (1.0,)  # λ of the USN+W rows: one trajectory per value (ablations: the first)
+    wasserstein: tuple[float, ...] = (1.0,)  # λ of the "+w" rows: one trajectory per value (ablations: the first)
     w_variant: str = "assigned"
     ablations: bool = True  # at the middle sparsity: USN without the bias term (lambda 0 / > 0), W sorted
     steps_per_round: int = 30
@@ -170,8 +170,10 @@ def _runs(cfg: ExperimentConfig) -> list[tuple[str, ScheduleConfig, bool]]:
     lam = cfg.wasserstein[0]
     runs = []
     for m in cfg.methods:
-        if m == "usn+w":
-            runs += [(f"USN+W (λ={w:g})", ScheduleConfig(method="usn", wasserstein=w, **common)) for w in cfg.wasserstein]
+        if m.endswith("+w"):  # usn+w, or a baseline with the same Wasserstein concentration (e.g. bn+w)
+            base = m[:-2]
+            name = "USN" if base == "usn" else base
+            runs += [(f"{name}+W (λ={w:g})", ScheduleConfig(method=base, wasserstein=w, **common)) for w in cfg.wasserstein]
         elif m == "usn":
             runs.append(("USN (λ=0)", ScheduleConfig(method="usn", **common)))
         else:
