@@ -117,3 +117,8 @@ def test_experiment_plus_w_rows_for_any_criterion():
                    ("USN+W (λ=1)", "usn", 1.0), ("bn", "bn", 0.0)]
     with pytest.raises(ValueError):
         _runs(ExperimentConfig(methods=("magic+w",)))
+
+
+def test_tradeoff_thorough_needs_max_depth(tmp_path, capsys):
+    assert main(["tradeoff", "--thorough", "--out", str(tmp_path / "t")]) == 2
+    assert "--max-depth" in capsys.readouterr().err

@@ -32,6 +32,7 @@ class TradeoffConfig:
     tolerance: float = 3.0
     budget_ms: float = 1000.0
     max_depth: int | None = None
+    thorough: bool = False  # certify(thorough=True): split down to max_depth, no early give-up
     threads: int = 1
 
 
@@ -55,7 +56,7 @@ def evaluate_tradeoff(path: str | Path, label: str, cfg: TradeoffConfig, progres
            "real_keypoints": int(ev_real.errors.size)}
     for score in certified_accuracy(km, test_x[: cfg.frames], test_k[: cfg.frames], cfg.eps, radius=cfg.radius,
                                     tolerance=cfg.tolerance, symmetries=sym, budget_ms=cfg.budget_ms,
-                                    max_depth=cfg.max_depth, progress=progress, desc=label):
+                                    max_depth=cfg.max_depth, thorough=cfg.thorough, progress=progress, desc=label):
         row.update(score.as_row())
     return row
 
@@ -68,7 +69,8 @@ def tradeoff_table(rows: list[dict], cfg: TradeoffConfig) -> str:
     head += [f"cert. acc. ε={e:g}" for e in cfg.eps] + [f"cert. rate ε={e:g}" for e in cfg.eps]
     head += [f"cert. ms/frame ε={e:g}" for e in cfg.eps]
     lines = [f"Synthetic PCK on {cfg.test_images} test images; certification of the first {cfg.frames} of "
-             f"them (α = β = ε, budget {cfg.budget_ms:g} ms/frame, r = {cfg.radius:g} px, {cfg.threads} thread(s)); 95 % Wilson "
+             f"them (α = β = ε, budget {cfg.budget_ms:g} ms/frame, r = {cfg.radius:g} px, {cfg.threads} thread(s)"
+             + (f", thorough splitting to depth {cfg.max_depth}" if cfg.thorough else "") + "); 95 % Wilson "
              "intervals in brackets.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -154,12 +156,14 @@ def cmd_tradeoff(args) -> int:
         rows, cfg = merge_results(args.merge, args.out)
         print(tradeoff_table(rows, cfg))
         return 0
+    if args.thorough and args.max_depth is None:
+        raise ValueError("--thorough needs --max-depth (it splits every failing sub-box down to that depth)")
     paths = args.models or [str(shipped_model_path(DEFAULT_DENSE))]
     labels = args.labels or [Path(p).stem for p in paths]
     if len(labels) != len(paths):
         raise ValueError("--labels needs one label per --models entry")
     cfg = TradeoffConfig(eps=tuple(args.eps), frames=args.frames, radius=args.radius, budget_ms=args.budget_ms,
-                         max_depth=args.max_depth, threads=args.threads)
+                         max_depth=args.max_depth, thorough=args.thorough, threads=args.threads)
     rows = run_tradeoff(list(zip(labels, paths)), cfg, args.out)
     print(tradeoff_table(rows, cfg))
     print(f"wrote {Path(args.out) / 'results.md'} and {Path(args.out) / 'tradeoff.png'}")

@@ -55,14 +55,17 @@ def validate_request(image: np.ndarray, alpha: float, beta: float, radius: float
 def certify(model: KeypointModel, image: np.ndarray, alpha: float = 0.02, beta: float = 0.02,
             radius: float = 4.0, backend: str = "native", budget_ms: float | None = None,
             margins: bool = True, method: str = "CROWN", max_depth: int | None = None,
-            backward: bool = True) -> FrameCertificate:
+            backward: bool = True, thorough: bool = False) -> FrameCertificate:
     """Certify every keypoint of ``image`` (uint8 gray/BGR, any size) against
     ``clip(c*x + b, 0, 1)``, ``c in [1-alpha, 1+alpha]``, ``b in [-beta, beta]`` at ``radius``
     frame pixels. ``budget_ms`` bounds the time (undecided keypoints become ``UNKNOWN``);
     ``margins=False`` skips the beta*/alpha* bisection. ``method`` selects the auto_LiRPA
     method (IBP, CROWN, alpha-CROWN) for ``backend="auto_lirpa"``; ``max_depth`` caps the native
     box splitting (0 = one bound pass over the whole box; default :data:`MAX_DEPTH`); ``backward=False``
-    disables the backward refinement of undecided spec rows (forward bounds + splitting only)."""
+    disables the backward refinement of undecided spec rows (forward bounds + splitting only).
+    ``thorough=True`` keeps splitting every failing sub-box down to ``max_depth`` instead of giving
+    up on keypoints that look hopeless after one split or need more than 64 sub-boxes: for offline
+    evaluation at large boxes (seconds per frame; use a small ``max_depth``)."""
     validate_request(image, alpha, beta, radius, backend, budget_ms)
     t0 = time.perf_counter()
     deadline = math.inf if budget_ms is None else t0 + budget_ms / 1000.0
@@ -76,7 +79,7 @@ def certify(model: KeypointModel, image: np.ndarray, alpha: float = 0.02, beta: 
         beta_star = alpha_star = [math.nan] * len(names)
     else:
         rstar, states, times = _certify_box(ctx, (1 - alpha, 1 + alpha, -beta, beta), radius, deadline,
-                                           MAX_DEPTH if max_depth is None else max_depth, backward)
+                                           MAX_DEPTH if max_depth is None else max_depth, backward, thorough)
         beta_star = alpha_star = [math.nan] * len(names)
         if margins:
             proven = [s == "proven" for s in states]
@@ -106,10 +109,11 @@ def _status(state: str) -> Status:
 
 
 def _certify_box(ctx: FrameContext, box: tuple[float, float, float, float], radius: float, deadline: float,
-                 max_depth: int, backward: bool = True) -> tuple[list[float], list[str], list[float]]:
+                 max_depth: int, backward: bool = True,
+                 thorough: bool = False) -> tuple[list[float], list[str], list[float]]:
     """r*, state and seconds per keypoint for one box at one radius."""
     jobs = [new_job(k, box, radius, ctx.x0.device, ctx.x0.dtype) for k in range(ctx.dist.shape[0])]
-    solve(ctx, jobs, deadline, max_depth, backward)
+    solve(ctx, jobs, deadline, max_depth, backward, thorough)
     return [j.certified_radius for j in jobs], [j.state for j in jobs], [j.time_s for j in jobs]
 
 

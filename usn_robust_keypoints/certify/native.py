@@ -332,9 +332,11 @@ def _sample_argmax(ctx: FrameContext, thetas: torch.Tensor) -> torch.Tensor:
     return torch.stack([ctx.sample_cache[k] for k in keys])
 
 
-def solve(ctx: FrameContext, jobs: list[_Job], deadline: float, max_depth: int, backward: bool = True) -> None:
+def solve(ctx: FrameContext, jobs: list[_Job], deadline: float, max_depth: int, backward: bool = True,
+          thorough: bool = False) -> None:
     """Decide every job (state proven/refuted/exhausted/unknown) within the deadline; ``backward``
-    enables the backward refinement of undecided spec rows (else forward bounds + splitting only)."""
+    enables the backward refinement of undecided spec rows (else forward bounds + splitting only);
+    ``thorough`` splits every failing sub-box down to ``max_depth`` (no hopeless stop, no leaf cap)."""
     g_all, l_all = _valid_cells(ctx, ctx.full_crop)
     t0 = time.perf_counter()
     uniq, inverse = torch.unique(torch.stack([j.box for j in jobs]), dim=0, return_inverse=True)
@@ -361,7 +363,7 @@ def solve(ctx: FrameContext, jobs: list[_Job], deadline: float, max_depth: int, 
                 j.state = "unknown"  # out of budget, or the next round would overrun it
                 continue
             t1 = time.perf_counter()
-            _refine(ctx, j, max_depth, backward)
+            _refine(ctx, j, max_depth, backward, thorough)
             j.time_s += time.perf_counter() - t1
 
 
@@ -384,9 +386,10 @@ def _backward_first(job: _Job, fail: torch.Tensor, backward: bool) -> bool:
     return backward and not job.backward_done and _open_rows(job, fail) <= MAX_ROWS
 
 
-def _refine(ctx: FrameContext, job: _Job, max_depth: int, backward: bool = True) -> None:
+def _refine(ctx: FrameContext, job: _Job, max_depth: int, backward: bool = True, thorough: bool = False) -> None:
     """One refinement round of ``job``: first the backward pass on the failing root sub-boxes, then
-    split the failing sub-boxes and bound the children (forward + backward)."""
+    split the failing sub-boxes and bound the children (forward + backward). Unless ``thorough``,
+    a keypoint that looks hopeless or needs more than :data:`MAX_LEAVES` sub-boxes is given up."""
     fail = job.rho > job.radius
     parents = job.boxes[fail]
     first = _backward_first(job, fail, backward)  # else too many undecided rows: split right away
@@ -396,8 +399,8 @@ def _refine(ctx: FrameContext, job: _Job, max_depth: int, backward: bool = True)
     else:
         # Splitting has not helped, or leaves too many rows undecided for the backward pass.
         hopeless = int(job.depth.min()) >= HOPELESS_DEPTH and (bool(fail.all()) or _open_rows(job, fail) > MAX_ROWS)
-        if hopeless or bool((job.depth[fail] >= max_depth).any()) or \
-                int((~fail).sum()) + 4 * parents.shape[0] > MAX_LEAVES:
+        too_many = int((~fail).sum()) + 4 * parents.shape[0] > MAX_LEAVES
+        if bool((job.depth[fail] >= max_depth).any()) or (not thorough and (hopeless or too_many)):
             job.state = "exhausted"
             return
         kids = _split(parents)
