@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch CPU threads (default 1)")
     p.add_argument("--jobs", type=int, help="pruning trajectories run in parallel processes (default 1)")
     p.add_argument("--sparsities", type=float, nargs="+", help="target channel sparsities (default 0.25 0.5 0.75)")
-    p.add_argument("--methods", nargs="+", help="usn usn+w random l1 bn taylor (default: all); any baseline + '+w' (e.g. bn+w) adds the "
+    p.add_argument("--methods", nargs="+",
+                   help="usn usn+w random l1 bn taylor (default: all); a baseline + '+w' (e.g. bn+w) adds the "
                         "Wasserstein concentration to that criterion's marks")
     p.add_argument("--steps-per-round", type=int, help="fine-tune steps per pruning round")
     p.add_argument("--recovery-steps", type=int, help="fine-tune steps at each target sparsity")
