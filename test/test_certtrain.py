@@ -135,11 +135,25 @@ def test_tradeoff_merge_writes_table_and_plot(tmp_path):
         merge_results([tmp_path / "r0.json", tmp_path / "r2.json"], tmp_path / "bad")
 
 
+def _sampled_margin(model, x: torch.Tensor, cell: torch.Tensor, c: torch.Tensor, b: torch.Tensor,
+                    r: float) -> float:
+    """True ``min over the samples (c, b), over cells s outside the disk of [H_q - H_s]`` of the one
+    keypoint of ``x (1, 1, h, w)`` with ground-truth cell ``q = cell (row, col)``."""
+    from usn_robust_keypoints.perturbation import apply_perturbation
+
+    h, w = CFG.heatmap_size
+    rows, cols = torch.arange(h).repeat_interleave(w), torch.arange(w).repeat(h)
+    hm = model(apply_perturbation(x.expand(len(c), -1, -1, -1), c, b))[:, 0].flatten(1)
+    q = cell[0] * w + cell[1]
+    outside = (rows - cell[0]) ** 2 + (cols - cell[1]) ** 2 > r ** 2
+    return float((hm[:, q:q + 1] - hm[:, outside]).min())
+
+
 def test_sub_box_margins_are_tighter_and_sound(data, pretrained):
     """Bounding a 2x2 grid of sub-boxes never loosens the whole-box margin, and no sampled
     perturbation of the box has a smaller true margin than either bound."""
     from usn_robust_keypoints.certify.batch import worst_margins
-    from usn_robust_keypoints.perturbation import PerturbationBox, apply_perturbation
+    from usn_robust_keypoints.perturbation import PerturbationBox
 
     model = pretrained.eval()
     x = _inputs(data[0][128:136])
@@ -150,13 +164,8 @@ def test_sub_box_margins_are_tighter_and_sound(data, pretrained):
         m2 = worst_margins(model, x, cells, eps, eps, r, splits=2)
         assert (m2 >= m1 - 1e-5).all() and (m2 > m1 + 1e-3).any()
         theta = PerturbationBox(eps, eps).sample(64, torch.Generator().manual_seed(0)).float()
-        h, w = CFG.heatmap_size
-        rows, cols = torch.arange(h).repeat_interleave(w), torch.arange(w).repeat(h)
         for i in range(x.shape[0]):
-            hm = model(apply_perturbation(x[i:i + 1].expand(64, -1, -1, -1), theta[:, 0], theta[:, 1]))[:, 0].flatten(1)
-            q = cells[i, 0, 0] * w + cells[i, 0, 1]
-            outside = (rows - cells[i, 0, 0]) ** 2 + (cols - cells[i, 0, 1]) ** 2 > r ** 2
-            true_min = (hm[:, q:q + 1] - hm[:, outside]).min()
+            true_min = _sampled_margin(model, x[i:i + 1], cells[i, 0], theta[:, 0], theta[:, 1], r)
             assert true_min >= m2[i, 0] - 1e-4 and true_min >= m1[i, 0] - 1e-4
 
 
@@ -165,7 +174,6 @@ def test_random_sub_box_margins_are_inside_the_box_and_sound(data, pretrained):
     whole box's (a sub-box is a subset), and no sample of each sub-box beats its bound."""
     from usn_robust_keypoints.certify.batch import worst_margins
     from usn_robust_keypoints.certify.training_loss import random_sub_boxes
-    from usn_robust_keypoints.perturbation import apply_perturbation
 
     model = pretrained.eval()
     x = _inputs(data[0][128:136])
@@ -182,16 +190,11 @@ def test_random_sub_box_margins_are_inside_the_box_and_sound(data, pretrained):
         whole = worst_margins(model, x, cells, eps, eps, r)
         m = worst_margins(model, x, cells, eps, eps, r, boxes=boxes)
         assert (m >= whole - 1e-5).all() and (m > whole + 1e-3).any()
-        h, w = CFG.heatmap_size
-        rows, cols = torch.arange(h).repeat_interleave(w), torch.arange(w).repeat(h)
         u = torch.rand(64, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
         for i in range(x.shape[0]):
             c = (boxes[i, 0] + u[:, 0] * (boxes[i, 1] - boxes[i, 0])).float()
             b = (boxes[i, 2] + u[:, 1] * (boxes[i, 3] - boxes[i, 2])).float()
-            hm = model(apply_perturbation(x[i:i + 1].expand(64, -1, -1, -1), c, b))[:, 0].flatten(1)
-            q = cells[i, 0, 0] * w + cells[i, 0, 1]
-            outside = (rows - cells[i, 0, 0]) ** 2 + (cols - cells[i, 0, 1]) ** 2 > r ** 2
-            assert (hm[:, q:q + 1] - hm[:, outside]).min() >= m[i, 0] - 1e-4
+            assert _sampled_margin(model, x[i:i + 1], cells[i, 0], c, b, r) >= m[i, 0] - 1e-4
     with pytest.raises(ValueError):
         RobustConfig(sub_eps=0.02, splits=2)
 

@@ -64,7 +64,7 @@ def certify(model: KeypointModel, image: np.ndarray, alpha: float = 0.02, beta: 
     box splitting (0 = one bound pass over the whole box; default :data:`MAX_DEPTH`); ``backward=False``
     disables the backward refinement of undecided spec rows (forward bounds + splitting only).
     ``thorough=True`` keeps splitting every failing sub-box down to ``max_depth`` instead of giving
-    up on keypoints that look hopeless after one split or need more than 64 sub-boxes: for offline
+    up on keypoints that look hopeless after one split or need more than ``native.MAX_LEAVES`` sub-boxes: for offline
     evaluation at large boxes (seconds per frame; use a small ``max_depth``)."""
     validate_request(image, alpha, beta, radius, backend, budget_ms)
     t0 = time.perf_counter()
