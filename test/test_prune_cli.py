@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -98,11 +99,17 @@ def test_tradeoff_end_to_end_on_a_checkpoint(tiny_model, tmp_path):
     from usn_robust_keypoints.tradeoff import TradeoffConfig, run_tradeoff
 
     cfg = TradeoffConfig(eps=(0.02, 0.05), frames=2, test_images=4, budget_ms=300)
-    (row,) = run_tradeoff([("tiny", str(tiny_model))], cfg, tmp_path / "t", progress=False)
+    row, again = run_tradeoff([("tiny", str(tiny_model)), ("again", str(tiny_model))], cfg, tmp_path / "t",
+                              progress=False)
     k = load_detector(tiny_model)[0].config.num_keypoints
     assert row["cert_keypoints"] == 2 * k and row["real_keypoints"] > 0
     assert all(0 <= row[f"cert_acc@{e:g}"] <= row[f"cert_rate@{e:g}"] <= 1 for e in cfg.eps)
-    assert "| tiny |" in (tmp_path / "t" / "results.md").read_text()
+    for e in cfg.eps:  # per-keypoint outcomes behind the rate, the same for the same (deterministic) model
+        assert len(row[f"cert_correct@{e:g}"]) == 2 * k
+        assert np.mean(row[f"cert_correct@{e:g}"]) == row[f"cert_acc@{e:g}"]
+        assert again[f"cert_correct@{e:g}"] == row[f"cert_correct@{e:g}"]
+    md = (tmp_path / "t" / "results.md").read_text()
+    assert "| tiny |" in md and "- again: ε=0.02: +0 / −0 (p = 1)" in md
     assert json.loads((tmp_path / "t" / "results.json").read_text())["rows"][0]["model"] == "tiny"
     assert (tmp_path / "t" / "tradeoff.png").stat().st_size > 1000
 

@@ -1,11 +1,12 @@
 """Training a tiny model for a few steps reduces the loss; evaluation handles symmetry."""
 
 import numpy as np
+import pytest
 import torch
 
 from usn_robust_keypoints.data import SceneConfig, SceneGenerator
 from usn_robust_keypoints.data.backgrounds import load_backgrounds
-from usn_robust_keypoints.evaluate import format_rate, keypoint_errors, wilson_interval
+from usn_robust_keypoints.evaluate import format_rate, keypoint_errors, paired_test, wilson_interval
 from usn_robust_keypoints.model import DetectorConfig, HeatmapDetector
 from usn_robust_keypoints.train import heatmap_targets, train_detector
 
@@ -52,6 +53,20 @@ def test_wilson_interval_solves_the_score_equation():
     assert lo == 0 and abs(hi - z * z / (64 + z * z)) < 1e-12
     assert format_rate(20 / 64, 64) == "0.312 (0.21–0.43)"
     assert format_rate(0.5, 0) == "0.500"
+
+
+def test_paired_test_is_the_exact_binomial_on_discordant_pairs():
+    """Concordant trials do not count; 5 vs 0 discordant gives 2 / 2^5; 3 vs 3 gives 1; the
+    probability is the two-sided binomial tail computed term by term."""
+    a = [1, 1, 1, 1, 1, 1, 0, 0]
+    b = [1, 0, 0, 0, 0, 0, 0, 0]
+    assert paired_test(a, b) == (5, 0, 2 / 32)
+    assert paired_test(b, a) == (0, 5, 2 / 32)
+    assert paired_test([1, 1, 1, 0, 0, 0], [0, 0, 0, 1, 1, 1]) == (3, 3, 1.0)
+    only_a, only_b, p = paired_test([1] * 9 + [0] * 2 + [1] * 40, [0] * 9 + [1] * 2 + [1] * 40)
+    assert (only_a, only_b) == (9, 2) and abs(p - 2 * (1 + 11 + 55) / 2**11) < 1e-15
+    with pytest.raises(ValueError):
+        paired_test([1], [1, 0])
 
 
 def test_train_cli_refuses_the_robustness_term_from_scratch(tmp_path, capsys):

@@ -72,6 +72,19 @@ def format_rate(rate: float, n: int) -> str:
     return f"{rate:.3f} ({lo:.2f}–{hi:.2f})"
 
 
+def paired_test(a: list[int], b: list[int]) -> tuple[int, int, float]:
+    """Exact McNemar test of two 0/1 outcome vectors on the same trials (e.g. certified-and-correct
+    per keypoint for two models on the same frames): ``(only_a, only_b, p)``, ``p`` the two-sided
+    binomial probability of a split at least this uneven among the discordant trials."""
+    if len(a) != len(b):
+        raise ValueError(f"paired outcomes need the same trials, got {len(a)} and {len(b)}")
+    only_a = sum(1 for x, y in zip(a, b) if x and not y)
+    only_b = sum(1 for x, y in zip(a, b) if y and not x)
+    n = only_a + only_b
+    tail = sum(math.comb(n, i) for i in range(min(only_a, only_b) + 1)) / 2**n
+    return only_a, only_b, min(1.0, 2 * tail)
+
+
 def keypoint_errors(pred: np.ndarray, gt: np.ndarray, symmetries: list[list[int]]) -> np.ndarray:
     """Per-keypoint distances (K,) under the symmetry permutation with the smallest mean error."""
     best = None
@@ -107,11 +120,14 @@ class CertifiedAccuracy:
     rate: float  # share certified (right or wrong)
     ms_per_frame: float  # mean certification time
     keypoints: int  # keypoints scored
+    correct: list[int] = field(default_factory=list)  # per keypoint: 1 if correct and certified
 
     def as_row(self) -> dict:
-        """The keys results tables use: ``cert_acc@eps``, ``cert_rate@eps``, ``cert_ms@eps``, ``cert_keypoints``."""
+        """The keys results tables use: ``cert_acc@eps``, ``cert_rate@eps``, ``cert_ms@eps``,
+        ``cert_keypoints`` and the per-keypoint outcomes ``cert_correct@eps`` (for paired tests)."""
         return {f"cert_acc@{self.eps:g}": self.accuracy, f"cert_rate@{self.eps:g}": self.rate,
-                f"cert_ms@{self.eps:g}": self.ms_per_frame, "cert_keypoints": self.keypoints}
+                f"cert_ms@{self.eps:g}": self.ms_per_frame, "cert_keypoints": self.keypoints,
+                f"cert_correct@{self.eps:g}": self.correct}
 
 
 def certified_accuracy(model: KeypointModel, images: np.ndarray, keypoints: np.ndarray, eps: tuple[float, ...], *,
@@ -145,5 +161,6 @@ def certified_accuracy(model: KeypointModel, images: np.ndarray, keypoints: np.n
             cert = np.array([k.certified for k in fc.keypoints])
             ok += list(cert)
             acc += list(cert & (err <= tolerance))
-        out.append(CertifiedAccuracy(e, float(np.mean(acc)), float(np.mean(ok)), float(np.mean(times)), len(acc)))
+        out.append(CertifiedAccuracy(e, float(np.mean(acc)), float(np.mean(ok)), float(np.mean(times)), len(acc),
+                                     [int(x) for x in acc]))
     return out

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .evaluate import certified_accuracy, evaluate_model, format_rate
+from .evaluate import certified_accuracy, evaluate_model, format_rate, paired_test
 from .model import KeypointModel, load_detector
 
 
@@ -81,7 +81,28 @@ def tradeoff_table(rows: list[dict], cfg: TradeoffConfig) -> str:
         vals += [f"{r[f'cert_rate@{e:g}']:.3f}" for e in cfg.eps]
         vals += [f"{r[f'cert_ms@{e:g}']:.0f}" for e in cfg.eps]
         lines.append("| " + " | ".join(vals) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines + paired_lines(rows, cfg))
+
+
+def paired_lines(rows: list[dict], cfg: TradeoffConfig) -> list[str]:
+    """Each model against the first row on the same keypoints: keypoints certified-and-correct only
+    by the model / only by the first row, and the exact McNemar p (:func:`paired_test`). Rows written
+    before the per-keypoint outcomes existed are skipped."""
+    base = rows[0] if rows else {}
+    out = []
+    for r in rows[1:]:
+        cells = []
+        for e in cfg.eps:
+            a, b = r.get(f"cert_correct@{e:g}"), base.get(f"cert_correct@{e:g}")
+            if a and b and len(a) == len(b):
+                only_r, only_base, p = paired_test(a, b)
+                cells.append(f"ε={e:g}: +{only_r} / −{only_base} (p = {p:.2g})")
+        if cells:
+            out.append(f"- {r['model']}: " + ", ".join(cells))
+    if out:
+        out = ["", f"Paired against {base['model']} on the same keypoints (certified and correct only by the model "
+               "/ only by the first row; exact McNemar p):", *out]
+    return out
 
 
 def plot_tradeoff(rows: list[dict], cfg: TradeoffConfig, path: Path) -> Path:
