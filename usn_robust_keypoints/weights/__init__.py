@@ -7,8 +7,11 @@ from pathlib import Path
 WEIGHTS_DIR = Path(__file__).resolve().parent
 DEFAULT_DENSE = "chessboard_dense.safetensors"
 DEFAULT_PRUNED = "chessboard_usn_pruned.safetensors"
-# The nodes' default: the pruned model with a zero-mean stem, fine-tuned against the certifier's bounds.
-DEFAULT_CERTIFIED = "chessboard_usn_certtrained.safetensors"
+# The nodes' default: the pruned model with a zero-mean stem, fine-tuned against the certifier's bounds
+# on random ±0.02 sub-boxes of the ±0.1 box (README, "Certifiability training").
+DEFAULT_CERTIFIED = "chessboard_usn_subbox.safetensors"
+# The previous default (same recipe, whole-box term, ε_train 0.05); selectable with model_path.
+PREVIOUS_CERTIFIED = "chessboard_usn_certtrained.safetensors"
 
 
 def shipped_model_path(name: str) -> Path:
