@@ -114,6 +114,16 @@ def test_tradeoff_end_to_end_on_a_checkpoint(tiny_model, tmp_path):
     assert (tmp_path / "t" / "tradeoff.png").stat().st_size > 1000
 
 
+def test_tradeoff_cli_without_budget(tiny_model, tmp_path):
+    """``--no-budget`` certifies with no time limit (recorded as budget_ms None and said in the table)."""
+    out = tmp_path / "nb"
+    assert main(["tradeoff", "--models", str(tiny_model), "--labels", "tiny", "--out", str(out), "--frames", "1",
+                 "--eps", "0.02", "--no-budget"]) == 0
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["config"]["budget_ms"] is None and doc["rows"][0]["cert_keypoints"] > 0
+    assert "no time budget" in (out / "results.md").read_text()
+
+
 def test_experiment_plus_w_rows_for_any_criterion():
     """``bn+w`` prunes with BN-scale marks plus the Wasserstein concentration, one row per λ."""
     from usn_robust_keypoints.prune.experiment import ExperimentConfig, _runs

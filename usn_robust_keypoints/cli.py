@@ -182,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=64, help="synthetic test scenes certified per ε")
     p.add_argument("--radius", type=float, default=4.0, help="disk radius r (frame px)")
     p.add_argument("--budget-ms", type=float, default=1000.0, help="certification budget per frame")
+    p.add_argument("--no-budget", action="store_true",
+                   help="no time budget: every keypoint is decided, numbers do not depend on machine load")
     p.add_argument("--max-depth", type=int, help="native θ-box splitting depth (default: certify's)")
     p.add_argument("--thorough", action="store_true",
                    help="split every failing sub-box down to --max-depth (no early give-up; seconds per frame)")

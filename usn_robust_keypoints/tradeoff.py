@@ -3,7 +3,7 @@
 Per model: PCK@``tolerance`` px on the synthetic test split and on the real ``left*`` photos (the
 ``right*`` photos are never used here), and at each ``eps``: certified accuracy (keypoint within
 ``tolerance`` px of the ground truth *and* certified by :func:`certify.certify`, native backend,
-at ``alpha = beta = eps``, radius ``radius`` frame px, per-frame budget ``budget_ms``: an
+at ``alpha = beta = eps``, radius ``radius`` frame px, per-frame budget ``budget_ms`` or none: an
 ``UNKNOWN`` keypoint counts as not certified), the raw certified rate and the mean certification
 time per frame, on the first ``frames`` synthetic test scenes. Writes ``results.md``,
 ``results.json`` and ``tradeoff.png`` (PCK vs certified accuracy, one panel per eps).
@@ -30,7 +30,7 @@ class TradeoffConfig:
     test_images: int = 500
     radius: float = 4.0
     tolerance: float = 3.0
-    budget_ms: float = 1000.0
+    budget_ms: float | None = 1000.0  # None: no budget
     max_depth: int | None = None
     thorough: bool = False  # certify(thorough=True): split down to max_depth, no early give-up
     threads: int = 1
@@ -68,8 +68,9 @@ def tradeoff_table(rows: list[dict], cfg: TradeoffConfig) -> str:
     head = ["model", "params", f"PCK@{t}px synthetic", f"PCK@{t}px real left"]
     head += [f"cert. acc. ε={e:g}" for e in cfg.eps] + [f"cert. rate ε={e:g}" for e in cfg.eps]
     head += [f"cert. ms/frame ε={e:g}" for e in cfg.eps]
+    budget = "no time budget" if cfg.budget_ms is None else f"budget {cfg.budget_ms:g} ms/frame"
     lines = [f"Synthetic PCK on {cfg.test_images} test images; certification of the first {cfg.frames} of "
-             f"them (α = β = ε, budget {cfg.budget_ms:g} ms/frame, r = {cfg.radius:g} px, {cfg.threads} thread(s)"
+             f"them (α = β = ε, {budget}, r = {cfg.radius:g} px, {cfg.threads} thread(s)"
              + (f", thorough splitting to depth {cfg.max_depth}" if cfg.thorough else "") + "); 95 % Wilson "
              "intervals in brackets.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -183,7 +184,8 @@ def cmd_tradeoff(args) -> int:
     labels = args.labels or [Path(p).stem for p in paths]
     if len(labels) != len(paths):
         raise ValueError("--labels needs one label per --models entry")
-    cfg = TradeoffConfig(eps=tuple(args.eps), frames=args.frames, radius=args.radius, budget_ms=args.budget_ms,
+    budget_ms = None if args.no_budget else args.budget_ms
+    cfg = TradeoffConfig(eps=tuple(args.eps), frames=args.frames, radius=args.radius, budget_ms=budget_ms,
                          max_depth=args.max_depth, thorough=args.thorough, threads=args.threads)
     rows = run_tradeoff(list(zip(labels, paths)), cfg, args.out)
     print(tradeoff_table(rows, cfg))
