@@ -4,7 +4,7 @@ synthetic test scenes and the 13 real ``left*`` photos, with margins off and on.
 table (mean / median / p90 ms, certified keypoints) and writes it to ``--out`` if given.
 
     .venv/bin/python scripts/certify_timing.py usn_robust_keypoints/weights/chessboard_usn_certtrained.safetensors \
-        usn_robust_keypoints/weights/chessboard_usn_subbox.safetensors --frames 20 --out results/bench_certify_default.md
+        usn_robust_keypoints/weights/chessboard_usn_subbox.safetensors --frames 20 --out results/certifiability_subbox/ship_eval/certify_timing.md
 """
 
 from __future__ import annotations
