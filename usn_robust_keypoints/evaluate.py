@@ -116,11 +116,19 @@ class CertifiedAccuracy:
     """Certification of keypoints against their ground truth at one box ``alpha = beta = eps``."""
 
     eps: float
-    accuracy: float  # share of keypoints within the tolerance of the ground truth *and* certified
     rate: float  # share certified (right or wrong)
     ms_per_frame: float  # mean certification time
-    keypoints: int  # keypoints scored
-    correct: list[int] = field(default_factory=list)  # per keypoint: 1 if correct and certified
+    correct: list[int]  # per keypoint: 1 if within the tolerance of the ground truth *and* certified
+
+    @property
+    def accuracy(self) -> float:
+        """Share of keypoints within the tolerance of the ground truth *and* certified."""
+        return float(np.mean(self.correct))
+
+    @property
+    def keypoints(self) -> int:
+        """Keypoints scored."""
+        return len(self.correct)
 
     def as_row(self) -> dict:
         """The keys results tables use: ``cert_acc@eps``, ``cert_rate@eps``, ``cert_ms@eps``,
@@ -161,6 +169,5 @@ def certified_accuracy(model: KeypointModel, images: np.ndarray, keypoints: np.n
             cert = np.array([k.certified for k in fc.keypoints])
             ok += list(cert)
             acc += list(cert & (err <= tolerance))
-        out.append(CertifiedAccuracy(e, float(np.mean(acc)), float(np.mean(ok)), float(np.mean(times)), len(acc),
-                                     [int(x) for x in acc]))
+        out.append(CertifiedAccuracy(e, float(np.mean(ok)), float(np.mean(times)), [int(x) for x in acc]))
     return out

@@ -87,15 +87,15 @@ def tradeoff_table(rows: list[dict], cfg: TradeoffConfig) -> str:
 
 def paired_lines(rows: list[dict], cfg: TradeoffConfig) -> list[str]:
     """Each model against the first row on the same keypoints: keypoints certified-and-correct only
-    by the model / only by the first row, and the exact McNemar p (:func:`paired_test`). Rows written
-    before the per-keypoint outcomes existed are skipped."""
+    by the model / only by the first row, and the exact McNemar p (:func:`paired_test`; rows certified
+    on other keypoints raise). Rows written before the per-keypoint outcomes existed are skipped."""
     base = rows[0] if rows else {}
     out = []
     for r in rows[1:]:
         cells = []
         for e in cfg.eps:
             a, b = r.get(f"cert_correct@{e:g}"), base.get(f"cert_correct@{e:g}")
-            if a and b and len(a) == len(b):
+            if a and b:
                 only_r, only_base, p = paired_test(a, b)
                 cells.append(f"ε={e:g}: +{only_r} / −{only_base} (p = {p:.2g})")
         if cells:
