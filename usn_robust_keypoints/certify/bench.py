@@ -146,7 +146,7 @@ def cmd_bench_certify(args) -> int:
     models = [("bench 64×48", bench, bench_frames(bench, args.frames))]
     from ..model import load_model
 
-    paths = list(getattr(args, "model", None) or [])
+    paths = list(args.model or [])
     if not paths:
         try:
             paths = [default_model_path()]
@@ -156,7 +156,7 @@ def cmd_bench_certify(args) -> int:
         m = load_model(p, device="cpu")
         c = m.config
         models.append((f"{label} {c.input_width}×{c.input_height}", m, bench_frames(m, args.frames)))
-    epsilons = tuple(getattr(args, "eps", None) or EPSILONS)
+    epsilons = tuple(args.eps or EPSILONS)
     rows = run_bench(models, radius=args.radius, epsilons=epsilons, lirpa_frames=args.lirpa_frames)
     table = markdown_table(rows)
     head = (f"Certification benchmark: radius {args.radius} px, α=β=ε, {args.frames} synthetic test frames per model "
