@@ -28,6 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the first conv's kernels at zero sum (brightness cancels in the first layer)")
     p.add_argument("--stem-padding", choices=("zeros", "replicate"),
                    help="padding of the first conv (default zeros; with --init: the checkpoint's)")
+    p.add_argument("--distill-from", metavar="CHECKPOINT",
+                   help="teacher detector (same keypoints, input size and stride): add a distillation term "
+                        "towards its heatmaps on every training batch")
+    p.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation term")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto|cpu|cuda")
     _robust_args(p)
@@ -281,8 +285,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         images, kps = generate_split("train", args.train_images, SceneConfig(cfg.input_width, cfg.input_height))
     robust = robust_term(args, images, kps, args.steps)
+    teacher = load_detector(args.distill_from)[0] if args.distill_from else None
+    if teacher is not None and (teacher.config.heatmap_size, teacher.config.num_keypoints) != (
+            cfg.heatmap_size, cfg.num_keypoints):
+        raise ValueError(f"--distill-from {args.distill_from}: the teacher's heatmaps "
+                         f"({teacher.config.num_keypoints} x {teacher.config.heatmap_size}) do not match the "
+                         f"student's ({cfg.num_keypoints} x {cfg.heatmap_size})")
     losses = train_detector(model, images, kps, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                            seed=args.seed, device=args.device, extra_loss=robust)
+                            seed=args.seed, device=args.device, extra_loss=robust, teacher=teacher,
+                            distill_weight=args.distill_weight)
     info = {"train": {k: v for k, v in vars(args).items() if k != "func"},
             "final_loss": float(np.mean(losses[-50:]))}
     if robust is not None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from .model import DetectorConfig, HeatmapDetector, resolve_device
@@ -41,17 +42,32 @@ def task_loss(heatmaps: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return ce[labelled].mean()
 
 
+def distill_loss(heatmaps: torch.Tensor, teacher_heatmaps: torch.Tensor) -> torch.Tensor:
+    """Spatial cross-entropy of the student's heatmaps against the teacher's spatial softmax (the
+    KL divergence to the teacher up to the teacher's entropy, a constant): :func:`task_loss` with
+    the teacher's distribution as the target."""
+    if heatmaps.shape != teacher_heatmaps.shape:
+        raise ValueError(f"teacher heatmaps {tuple(teacher_heatmaps.shape)} do not match the student's "
+                         f"{tuple(heatmaps.shape)}: the teacher needs the same keypoints, input size and stride")
+    soft = torch.softmax(teacher_heatmaps.flatten(-2), dim=-1).view_as(teacher_heatmaps)
+    return task_loss(heatmaps, soft)
+
+
 def train_detector(model: HeatmapDetector, images: np.ndarray, keypoints: np.ndarray, *, steps: int,
                    batch_size: int = 32, lr: float = 2e-3, weight_decay: float = 1e-4, seed: int = 0,
                    device: str = "auto", augment: PerturbationBox | None = PerturbationBox(0.3, 0.15),
                    extra_loss: Callable[[HeatmapDetector], torch.Tensor] | None = None,
                    after_step: Callable[[HeatmapDetector, float], None] | None = None,
+                   teacher: nn.Module | None = None, distill_weight: float = 0.0,
                    progress: bool = True, desc: str = "train", leave: bool = True) -> list[float]:
     """Train ``model`` in place on images (N, h, w) uint8 at the model's input size and keypoints
     (N, K, 2) in input pixels (AdamW, one-cycle lr, brightness/contrast augmentation).
     ``extra_loss(model)`` is added to the task loss (e.g. the certifiability term);
     ``after_step(model, lr_scale)`` runs after every optimiser step with the current lr as a
-    fraction of ``lr`` (e.g. the pruning schedule's gate step). Returns the task loss of every step."""
+    fraction of ``lr`` (e.g. the pruning schedule's gate step). With a ``teacher`` (a frozen
+    detector with the same heatmap shape), ``distill_weight * distill_loss`` is added: the student
+    is pulled towards the teacher's heatmaps on the same (augmented) batch. Returns the task loss of
+    every step."""
     cfg = model.config
     if images.shape[1:] != (cfg.input_height, cfg.input_width):
         raise ValueError(f"images must be {cfg.input_width}x{cfg.input_height}, got {images.shape[1:]}")
@@ -59,6 +75,8 @@ def train_detector(model: HeatmapDetector, images: np.ndarray, keypoints: np.nda
         raise ValueError(f"keypoints must have shape (N, {cfg.num_keypoints}, 2), got {keypoints.shape}")
     dev = resolve_device(device)
     model.to(dev).train()
+    if teacher is not None:
+        teacher.to(dev).eval().requires_grad_(False)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.1)
@@ -73,8 +91,13 @@ def train_detector(model: HeatmapDetector, images: np.ndarray, keypoints: np.nda
             theta = augment.sample(batch_size + 4, gen)[4:]
             x = apply_perturbation(x, theta[:, 0].to(dev), theta[:, 1].to(dev))
         target = heatmap_targets(kps[idx].to(dev), cfg)
-        loss = task_loss(model(x), target)
+        out = model(x)
+        loss = task_loss(out, target)
         total = loss + extra_loss(model) if extra_loss is not None else loss
+        if teacher is not None and distill_weight > 0:
+            with torch.no_grad():
+                teacher_out = teacher(x)
+            total = total + distill_weight * distill_loss(out, teacher_out)
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
