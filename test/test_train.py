@@ -8,7 +8,7 @@ from usn_robust_keypoints.data import SceneConfig, SceneGenerator
 from usn_robust_keypoints.data.backgrounds import load_backgrounds
 from usn_robust_keypoints.evaluate import format_rate, keypoint_errors, paired_test, wilson_interval
 from usn_robust_keypoints.model import DetectorConfig, HeatmapDetector
-from usn_robust_keypoints.train import heatmap_targets, train_detector
+from usn_robust_keypoints.train import distill_loss, heatmap_targets, train_detector
 
 
 def test_training_reduces_loss():
@@ -22,6 +22,36 @@ def test_training_reduces_loss():
     model = HeatmapDetector(cfg)
     losses = train_detector(model, images, kps, steps=150, batch_size=16, lr=1e-2, device="cpu", progress=False)
     assert np.mean(losses[-10:]) < 0.9 * np.mean(losses[:5])
+
+
+def test_distillation_pulls_the_student_towards_the_teacher():
+    """The same student trained with the distillation term ends closer to the teacher's heatmaps
+    (distill_loss, whose floor is the teacher's own entropy) than without it; a teacher with other
+    heatmap shapes is refused."""
+    cfg = DetectorConfig(input_width=64, input_height=48, output_stride=4, stem_width=8, width=12, depth=1)
+    gen = SceneGenerator(load_backgrounds(include_opencv_doc=False), SceneConfig(width=64, height=48))
+    rng = np.random.default_rng(0)
+    scenes = [gen.generate(rng) for _ in range(64)]
+    images = np.stack([s.image for s in scenes])
+    kps = np.stack([s.keypoints for s in scenes]).astype(np.float32)
+    torch.manual_seed(0)
+    teacher = HeatmapDetector(cfg)
+    train_detector(teacher, images, kps, steps=100, batch_size=16, lr=1e-2, device="cpu", progress=False)
+    x = torch.from_numpy(images[:32]).float().div(255.0).unsqueeze(1)
+    gaps = []
+    for weight in (0.0, 10.0):
+        torch.manual_seed(1)
+        student = HeatmapDetector(cfg)
+        train_detector(student, images, kps, steps=100, batch_size=16, lr=1e-2, device="cpu", progress=False,
+                       teacher=teacher, distill_weight=weight)
+        with torch.no_grad():
+            gaps.append(float(distill_loss(student(x), teacher(x)) - distill_loss(teacher(x), teacher(x))))
+    assert 0 < gaps[1] < 0.7 * gaps[0]
+    other = HeatmapDetector(DetectorConfig(input_width=64, input_height=48, output_stride=2, stem_width=8, width=12,
+                                           depth=1))
+    with pytest.raises(ValueError, match="same keypoints, input size and stride"):
+        train_detector(HeatmapDetector(cfg), images, kps, steps=1, batch_size=4, device="cpu", progress=False,
+                       teacher=other, distill_weight=1.0)
 
 
 def test_heatmap_targets_peak_at_keypoint():
