@@ -277,6 +277,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         cfg = DetectorConfig(num_keypoints=len(names), keypoint_names=names,
                              **{k: v for k, v in arch.items() if v is not None})
         model = HeatmapDetector(cfg)
+    teacher = load_detector(args.distill_from)[0] if args.distill_from else None
+    if teacher is not None and (teacher.config.heatmap_size, teacher.config.num_keypoints) != (
+            cfg.heatmap_size, cfg.num_keypoints):
+        raise ValueError(f"--distill-from {args.distill_from}: the teacher's heatmaps "
+                         f"({teacher.config.num_keypoints} x {teacher.config.heatmap_size}) do not match the "
+                         f"student's ({cfg.num_keypoints} x {cfg.heatmap_size})")
     if args.coco:
         records, _, _ = load_coco(args.coco)
         images, kps = to_training_arrays([r.load() for r in records], np.stack([r.keypoints for r in records]), cfg)
@@ -285,12 +291,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         images, kps = generate_split("train", args.train_images, SceneConfig(cfg.input_width, cfg.input_height))
     robust = robust_term(args, images, kps, args.steps)
-    teacher = load_detector(args.distill_from)[0] if args.distill_from else None
-    if teacher is not None and (teacher.config.heatmap_size, teacher.config.num_keypoints) != (
-            cfg.heatmap_size, cfg.num_keypoints):
-        raise ValueError(f"--distill-from {args.distill_from}: the teacher's heatmaps "
-                         f"({teacher.config.num_keypoints} x {teacher.config.heatmap_size}) do not match the "
-                         f"student's ({cfg.num_keypoints} x {cfg.heatmap_size})")
     losses = train_detector(model, images, kps, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                             seed=args.seed, device=args.device, extra_loss=robust, teacher=teacher,
                             distill_weight=args.distill_weight)
