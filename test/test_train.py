@@ -106,3 +106,15 @@ def test_train_cli_refuses_the_robustness_term_from_scratch(tmp_path, capsys):
     assert main(["train", "--out", str(out), "--steps", "1", "--robust-kappa", "1"]) == 2
     assert "--init" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_train_cli_refuses_a_teacher_with_other_heatmaps(tmp_path, capsys):
+    """The shipped dense model (stride 2) cannot teach a stride-4 student: clear error, no checkpoint."""
+    from usn_robust_keypoints.cli import main
+    from usn_robust_keypoints.weights import DEFAULT_DENSE, shipped_model_path
+
+    out = tmp_path / "m.safetensors"
+    teacher = str(shipped_model_path(DEFAULT_DENSE))
+    assert main(["train", "--out", str(out), "--steps", "1", "--stride", "4", "--distill-from", teacher]) == 2
+    assert "do not match" in capsys.readouterr().err
+    assert not out.exists()
