@@ -11,14 +11,18 @@ from usn_robust_keypoints.model import DetectorConfig, HeatmapDetector
 from usn_robust_keypoints.train import distill_loss, heatmap_targets, train_detector
 
 
-def test_training_reduces_loss():
-    torch.manual_seed(0)
+def tiny_training_set() -> tuple[DetectorConfig, np.ndarray, np.ndarray]:
+    """A tiny detector config and 64 seeded 64x48 synthetic scenes (images, keypoints)."""
     cfg = DetectorConfig(input_width=64, input_height=48, output_stride=4, stem_width=8, width=12, depth=1)
     gen = SceneGenerator(load_backgrounds(include_opencv_doc=False), SceneConfig(width=64, height=48))
     rng = np.random.default_rng(0)
     scenes = [gen.generate(rng) for _ in range(64)]
-    images = np.stack([s.image for s in scenes])
-    kps = np.stack([s.keypoints for s in scenes]).astype(np.float32)
+    return cfg, np.stack([s.image for s in scenes]), np.stack([s.keypoints for s in scenes]).astype(np.float32)
+
+
+def test_training_reduces_loss():
+    torch.manual_seed(0)
+    cfg, images, kps = tiny_training_set()
     model = HeatmapDetector(cfg)
     losses = train_detector(model, images, kps, steps=150, batch_size=16, lr=1e-2, device="cpu", progress=False)
     assert np.mean(losses[-10:]) < 0.9 * np.mean(losses[:5])
@@ -28,12 +32,7 @@ def test_distillation_pulls_the_student_towards_the_teacher():
     """The same student trained with the distillation term ends closer to the teacher's heatmaps
     (distill_loss, whose floor is the teacher's own entropy) than without it; a teacher with other
     heatmap shapes is refused."""
-    cfg = DetectorConfig(input_width=64, input_height=48, output_stride=4, stem_width=8, width=12, depth=1)
-    gen = SceneGenerator(load_backgrounds(include_opencv_doc=False), SceneConfig(width=64, height=48))
-    rng = np.random.default_rng(0)
-    scenes = [gen.generate(rng) for _ in range(64)]
-    images = np.stack([s.image for s in scenes])
-    kps = np.stack([s.keypoints for s in scenes]).astype(np.float32)
+    cfg, images, kps = tiny_training_set()
     torch.manual_seed(0)
     teacher = HeatmapDetector(cfg)
     train_detector(teacher, images, kps, steps=100, batch_size=16, lr=1e-2, device="cpu", progress=False)

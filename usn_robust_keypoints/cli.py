@@ -243,7 +243,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_model
     from .model import DetectorConfig, HeatmapDetector, KeypointModel, load_detector, save_checkpoint
     from .certify.training_loss import robust_term
-    from .train import to_training_arrays, train_detector
+    from .train import check_teacher, to_training_arrays, train_detector
 
     import numpy as np
     import torch
@@ -278,11 +278,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                              **{k: v for k, v in arch.items() if v is not None})
         model = HeatmapDetector(cfg)
     teacher = load_detector(args.distill_from)[0] if args.distill_from else None
-    if teacher is not None and (teacher.config.heatmap_size, teacher.config.num_keypoints) != (
-            cfg.heatmap_size, cfg.num_keypoints):
-        raise ValueError(f"--distill-from {args.distill_from}: the teacher's heatmaps "
-                         f"({teacher.config.num_keypoints} x {teacher.config.heatmap_size}) do not match the "
-                         f"student's ({cfg.num_keypoints} x {cfg.heatmap_size})")
+    if teacher is not None:
+        check_teacher(teacher, cfg)  # before the training data is generated
     if args.coco:
         records, _, _ = load_coco(args.coco)
         images, kps = to_training_arrays([r.load() for r in records], np.stack([r.keypoints for r in records]), cfg)

@@ -11,7 +11,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from .model import DetectorConfig, HeatmapDetector, resolve_device
@@ -46,11 +45,17 @@ def distill_loss(heatmaps: torch.Tensor, teacher_heatmaps: torch.Tensor) -> torc
     """Spatial cross-entropy of the student's heatmaps against the teacher's spatial softmax (the
     KL divergence to the teacher up to the teacher's entropy, a constant): :func:`task_loss` with
     the teacher's distribution as the target."""
-    if heatmaps.shape != teacher_heatmaps.shape:
-        raise ValueError(f"teacher heatmaps {tuple(teacher_heatmaps.shape)} do not match the student's "
-                         f"{tuple(heatmaps.shape)}: the teacher needs the same keypoints, input size and stride")
     soft = torch.softmax(teacher_heatmaps.flatten(-2), dim=-1).view_as(teacher_heatmaps)
     return task_loss(heatmaps, soft)
+
+
+def check_teacher(teacher: HeatmapDetector, config: DetectorConfig) -> None:
+    """Raise ``ValueError`` unless ``teacher`` outputs heatmaps of the shape a ``config`` student does."""
+    t = teacher.config
+    if (t.num_keypoints, t.heatmap_size) != (config.num_keypoints, config.heatmap_size):
+        raise ValueError(f"the teacher's heatmaps ({t.num_keypoints} x {t.heatmap_size}) do not match the "
+                         f"student's ({config.num_keypoints} x {config.heatmap_size}): the teacher needs the same "
+                         f"keypoints, input size and stride")
 
 
 def train_detector(model: HeatmapDetector, images: np.ndarray, keypoints: np.ndarray, *, steps: int,
@@ -58,7 +63,7 @@ def train_detector(model: HeatmapDetector, images: np.ndarray, keypoints: np.nda
                    device: str = "auto", augment: PerturbationBox | None = PerturbationBox(0.3, 0.15),
                    extra_loss: Callable[[HeatmapDetector], torch.Tensor] | None = None,
                    after_step: Callable[[HeatmapDetector, float], None] | None = None,
-                   teacher: nn.Module | None = None, distill_weight: float = 0.0,
+                   teacher: HeatmapDetector | None = None, distill_weight: float = 0.0,
                    progress: bool = True, desc: str = "train", leave: bool = True) -> list[float]:
     """Train ``model`` in place on images (N, h, w) uint8 at the model's input size and keypoints
     (N, K, 2) in input pixels (AdamW, one-cycle lr, brightness/contrast augmentation).
@@ -76,6 +81,7 @@ def train_detector(model: HeatmapDetector, images: np.ndarray, keypoints: np.nda
     dev = resolve_device(device)
     model.to(dev).train()
     if teacher is not None:
+        check_teacher(teacher, cfg)
         teacher.to(dev).eval().requires_grad_(False)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
