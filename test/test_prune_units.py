@@ -63,6 +63,19 @@ def test_usn_terms_match_direct_computation():
     assert torch.allclose(s.smoothness, torch.stack(smooth).mean(0), rtol=1e-4, atol=1e-9)
 
 
+def test_usn_gate_signal_is_bn_scale_times_stability():
+    m = _model()
+    x = _images(3)
+    for s, (_, _, bn) in zip(usn_scores(m, x, UsnConfig(num_theta=5, signal="gate", gamma=0.0)), hidden_convs(m)):
+        g = bn.weight.detach().abs()
+        assert torch.allclose(s.signal, g ** 2)
+        assert torch.equal(torch.argsort(s.score), torch.argsort(g))  # gamma = 0: BN-scale's ranking
+    # gamma = 0.5: g^2 / sqrt(B + S), up to the layer-median normalisations
+    for s in usn_scores(m, x, UsnConfig(num_theta=5, signal="gate", gamma=0.5)):
+        raw = s.signal / (s.bias + s.smoothness).sqrt()
+        assert torch.allclose(s.score / s.score.median(), raw / raw.median(), rtol=1e-3)
+
+
 def test_usn_bound_smoothness_is_sound_and_exact_on_the_stem():
     """``smoothness="bounds"``: never below the sampled variance (every sample lies in the bounds),
     and on the first layer, which is affine in θ where no pixel clips, the exact half-width²."""

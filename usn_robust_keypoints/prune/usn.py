@@ -11,6 +11,10 @@ the nominal image):
     * ``"total_var"``: ``Var_{x,pos}[ z_j(x(theta0)) ]`` (variance over images and positions)
     * ``"energy"``:    ``E_{x,pos}[ relu(z_j(x(theta0)))^2 ]`` (what the next layer receives)
     * ``"contribution"``: ``energy * ||W_next[:, j]||^2`` (energy seen through the next conv)
+    * ``"gate"``:      ``g_j^2`` with ``g_j = |BN gamma_j|``, the gate the Wasserstein loss moves. The
+      terms B and S scale with ``g_j^2`` too, so with ``gamma = 0.5`` USN = ``g_j^2 / sqrt(B_j + S_j)``
+      (layer-median normalised) is BN-scale ``g_j`` divided by the perturbation spread of the
+      normalised unit; ``gamma = 0`` ranks exactly like BN-scale
 - bias        ``B_j = E_{x,pos}[ (E_theta z_j(x(theta)) - z_j(x(theta0)))^2 ]``
 - smoothness  ``S_j = E_{x,pos}[ Var_theta z_j(x(theta)) ]`` (``UsnConfig.smoothness = "sampled"``), or
   with ``"bounds"`` its sound upper limit as the certifier sees it:
@@ -43,7 +47,7 @@ from torch import nn
 from ..model.detector import HeatmapDetector
 from ..perturbation import PerturbationBox, apply_perturbation
 
-SIGNALS = ("mean_var", "total_var", "energy", "contribution")
+SIGNALS = ("mean_var", "total_var", "energy", "contribution", "gate")
 SMOOTHNESS = ("sampled", "bounds")
 
 
@@ -192,10 +196,12 @@ def usn_scores(detector: HeatmapDetector, images: torch.Tensor, config: UsnConfi
         detector.train(was_training)
 
     out = []
-    for (name, conv, _), st in zip(layers, stats):
+    for (name, conv, bn), st in zip(layers, stats):
         n = st.n_pos
         mean0 = st.sum0 / n
-        if cfg.signal == "mean_var":
+        if cfg.signal == "gate":
+            signal = bn.weight.detach().double() ** 2
+        elif cfg.signal == "mean_var":
             signal = torch.stack(st.means).var(0, unbiased=False)
         elif cfg.signal == "total_var":
             signal = st.sq0 / n - mean0 ** 2
