@@ -59,8 +59,11 @@ def test_usn_terms_match_direct_computation():
         zs0.append(z0)
         smooth.append(zt.var(0, unbiased=False).mean((1, 2)))
     z0 = torch.stack(zs0)
-    assert torch.allclose(s.signal, z0.transpose(0, 1).reshape(z0.shape[1], -1).var(1, unbiased=False), rtol=1e-4)
+    per_channel = z0.transpose(0, 1).reshape(z0.shape[1], -1)
+    assert torch.allclose(s.signal, per_channel.var(1, unbiased=False), rtol=1e-4)
     assert torch.allclose(s.smoothness, torch.stack(smooth).mean(0), rtol=1e-4, atol=1e-9)
+    relu_var = usn_scores(m, x, UsnConfig(num_theta=5, seed=0, signal="relu_var"))[0].signal
+    assert torch.allclose(relu_var, per_channel.relu().var(1, unbiased=False), rtol=1e-4, atol=1e-9)
 
 
 def test_usn_gate_signal_is_bn_scale_times_stability():

@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--train-images", type=int, default=16000, help="synthetic training scenes")
     p.add_argument("--test-images", type=int, default=500, help="synthetic test scenes for PCK (0: skip)")
-    p.add_argument("--usn-signal", default="energy", choices=("mean_var", "total_var", "energy", "contribution", "gate"))
+    p.add_argument("--usn-signal", default="energy", choices=("mean_var", "total_var", "energy", "relu_var", "contribution", "gate"))
     p.add_argument("--usn-smoothness", default="sampled", choices=("sampled", "bounds"),
                    help="USN smoothness term: variance over sampled θ, or the certifier's bound width")
     p.add_argument("--usn-gamma", type=float, default=0.5, help="weight of the stability ratio (0..1)")

@@ -10,6 +10,8 @@ the nominal image):
     * ``"mean_var"``:  ``Var_x[ mean_pos z_j(x(theta0)) ]`` (variance of the channel means)
     * ``"total_var"``: ``Var_{x,pos}[ z_j(x(theta0)) ]`` (variance over images and positions)
     * ``"energy"``:    ``E_{x,pos}[ relu(z_j(x(theta0)))^2 ]`` (what the next layer receives)
+    * ``"relu_var"``:  ``Var_{x,pos}[ relu(z_j(x(theta0))) ]`` (the part of it that varies: a channel
+      that is a near-constant positive offset, a bias in disguise, carries no signal)
     * ``"contribution"``: ``energy * ||W_next[:, j]||^2`` (energy seen through the next conv)
     * ``"gate"``:      ``g_j^2`` with ``g_j = |BN gamma_j|``, the gate the Wasserstein loss moves. The
       terms B and S scale with ``g_j^2`` too, so with ``gamma = 0.5`` USN = ``g_j^2 / sqrt(B_j + S_j)``
@@ -47,7 +49,7 @@ from torch import nn
 from ..model.detector import HeatmapDetector
 from ..perturbation import PerturbationBox, apply_perturbation
 
-SIGNALS = ("mean_var", "total_var", "energy", "contribution", "gate")
+SIGNALS = ("mean_var", "total_var", "energy", "relu_var", "contribution", "gate")
 SMOOTHNESS = ("sampled", "bounds")
 
 
@@ -119,7 +121,7 @@ class _Stats:
     def __init__(self, c: int) -> None:
         z = lambda: torch.zeros(c, dtype=torch.float64)  # noqa: E731
         self.n_pos = 0
-        self.sum0, self.sq0, self.energy = z(), z(), z()
+        self.sum0, self.sq0, self.energy, self.relu_sum = z(), z(), z(), z()
         self.bias, self.smooth, self.flip, self.bound_smooth = z(), z(), z(), z()
         self.means: list[torch.Tensor] = []
 
@@ -132,6 +134,7 @@ class _Stats:
         self.sum0 += z0.sum((1, 2))
         self.sq0 += (z0 ** 2).sum((1, 2))
         self.energy += (torch.relu(z0) ** 2).sum((1, 2))
+        self.relu_sum += torch.relu(z0).sum((1, 2))
         mean_t = zt.mean(0)
         self.bias += ((mean_t - z0) ** 2).sum((1, 2))
         self.smooth += zt.var(0, unbiased=False).sum((1, 2))
@@ -205,6 +208,8 @@ def usn_scores(detector: HeatmapDetector, images: torch.Tensor, config: UsnConfi
             signal = torch.stack(st.means).var(0, unbiased=False)
         elif cfg.signal == "total_var":
             signal = st.sq0 / n - mean0 ** 2
+        elif cfg.signal == "relu_var":
+            signal = st.energy / n - (st.relu_sum / n) ** 2
         else:
             signal = st.energy / n
             if cfg.signal == "contribution":
