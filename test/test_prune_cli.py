@@ -114,6 +114,25 @@ def test_tradeoff_end_to_end_on_a_checkpoint(tiny_model, tmp_path):
     assert (tmp_path / "t" / "tradeoff.png").stat().st_size > 1000
 
 
+def test_tradeoff_first_frame_certifies_a_later_range(tiny_model, tmp_path, monkeypatch):
+    """``first_frame`` certifies test scenes first_frame.. (the same scenes and outcomes as in a run from 0)."""
+    from usn_robust_keypoints import tradeoff
+    from usn_robust_keypoints.tradeoff import TradeoffConfig, run_tradeoff
+
+    seen = []
+    real = tradeoff.certified_accuracy
+    monkeypatch.setattr(tradeoff, "certified_accuracy", lambda km, images, *a, **kw: seen.append(images.copy()) or
+                        real(km, images, *a, **kw))
+    both = run_tradeoff([("t", str(tiny_model))], TradeoffConfig(eps=(0.05,), frames=2, test_images=2, budget_ms=None),
+                        tmp_path / "a", progress=False)[0]
+    later = run_tradeoff([("t", str(tiny_model))], TradeoffConfig(eps=(0.05,), frames=1, test_images=2, budget_ms=None,
+                                                                  first_frame=1), tmp_path / "b", progress=False)[0]
+    assert len(seen[1]) == 1 and np.array_equal(seen[1][0], seen[0][1]) and not np.array_equal(seen[1][0], seen[0][0])
+    k = len(later["cert_correct@0.05"])
+    assert k > 0 and later["cert_correct@0.05"] == both["cert_correct@0.05"][k:]
+    assert "test scenes 1–1" in (tmp_path / "b" / "results.md").read_text()
+
+
 def test_tradeoff_cli_without_budget(tiny_model, tmp_path):
     """``--no-budget`` certifies with no time limit (recorded as budget_ms None and said in the table)."""
     out = tmp_path / "nb"

@@ -184,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results/certifiability", help="results folder")
     p.add_argument("--eps", type=float, nargs="+", default=[0.02, 0.05, 0.1], help="α = β values certified")
     p.add_argument("--frames", type=int, default=64, help="synthetic test scenes certified per ε")
+    p.add_argument("--first-frame", type=int, default=0,
+                   help="certify test scenes from this index on (a held-out range for a check of a choice)")
     p.add_argument("--radius", type=float, default=4.0, help="disk radius r (frame px)")
     p.add_argument("--budget-ms", type=float, default=1000.0, help="certification budget per frame")
     p.add_argument("--no-budget", action="store_true",
