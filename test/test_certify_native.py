@@ -141,17 +141,24 @@ def test_replicate_padded_stem_sound(seed: int) -> None:
     _check_certificates(model, image, 0.0, 0.1, 4.0, 10_000)
 
 
-def test_replicate_padding_adjoint() -> None:
-    """The backward pass's adjoint of a replicate-padded strided conv: <conv(x), l> = <x, adj(l)>."""
+@pytest.mark.parametrize("mode,stride,dilation,kernel,hw", [
+    ("replicate", 2, 1, 3, (9, 12)), ("zeros", 2, 1, 3, (9, 12)), ("zeros", 2, 1, 3, (8, 12)),
+    ("zeros", 1, 4, 3, (10, 7)), ("zeros", 1, 1, 1, (5, 6)), ("replicate", 2, 1, 3, (8, 11))])
+def test_conv_adjoint(mode: str, stride: int, dilation: int, kernel: int, hw: tuple[int, int]) -> None:
+    """The backward pass's conv adjoint (strided, dilated, odd sizes, zero or replicate padding):
+    <conv(x), l> = <x, adj(l)>."""
     from usn_robust_keypoints.certify.backward import _conv_adjoint
     from usn_robust_keypoints.certify.bounds import FoldedConv
 
     torch.manual_seed(0)
-    conv = FoldedConv(torch.randn(5, 3, 3, 3, dtype=torch.float64), None, (2, 2), (1, 1), (1, 1), 1, "replicate")
-    x = torch.randn(2, 3, 9, 12, dtype=torch.float64)
+    pad = dilation * (kernel // 2)
+    conv = FoldedConv(torch.randn(5, 3, kernel, kernel, dtype=torch.float64), None, (stride, stride), (pad, pad),
+                      (dilation, dilation), 1, mode)
+    x = torch.randn(2, 3, *hw, dtype=torch.float64)
     y = conv(x)
     lam = torch.randn_like(y)
-    adj = _conv_adjoint(lam, conv, (3, 9, 12))
+    adj = _conv_adjoint(lam, conv, (3, *hw))
+    assert adj.shape == x.shape
     torch.testing.assert_close((y * lam).sum(), (x * adj).sum())
 
 
