@@ -141,6 +141,56 @@ def test_replicate_padded_stem_sound(seed: int) -> None:
     _check_certificates(model, image, 0.0, 0.1, 4.0, 10_000)
 
 
+SMALL_CLAMP = DetectorConfig(**{**SMALL_REP.to_dict(), "input_clamp": 0.1})
+
+
+def _saturated_frame(seed: int, w: int, h: int) -> np.ndarray:
+    """A frame with pure black and white blocks beside grey ramps (pixels at, near and far from 0 / 255)."""
+    f = _frame(seed, w, h)
+    f[: h // 2, : w // 2] = np.where(f[: h // 2, : w // 2] > 127, 255, 0)
+    return f
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_input_clamp_sound(seed: int) -> None:
+    """A detector with an input clamp: bounds contain samples and certificates hold under sampling."""
+    model = _random_model(seed, SMALL_CLAMP)
+    image = _saturated_frame(seed + 40, 32, 24)
+    for box in (PerturbationBox(0.02, 0.02), PerturbationBox(0.1, 0.1), PerturbationBox(0.0, 0.3)):
+        _check_bounds_contain_samples(model, image, box, 5_000)
+    _check_certificates(model, image, 0.02, 0.02, 4.0, 10_000)
+    _check_certificates(model, image, 0.1, 0.1, 4.0, 10_000)
+
+
+def test_input_clamp_makes_saturated_pixels_exact() -> None:
+    """Only pure black and white pixels and beta <= tau: every pixel reaches the network as the same
+    constant for every theta, so the bounds are exact (zero width); without the clamp the same frame
+    has wide bounds."""
+    blocks = np.random.default_rng(5).integers(0, 2, (6, 8)) * 255  # random pure black / white 4x4 blocks
+    image = np.kron(blocks, np.ones((4, 4))).astype(np.uint8)  # 24 x 32, the network's input size
+    clamped, plain = _random_model(0, SMALL_CLAMP), _random_model(0, SMALL_REP)
+    box = PerturbationBox(0.05, 0.05)
+    assert _check_bounds_contain_samples(clamped, image, box, 2_000) < 1e-5
+    assert _check_bounds_contain_samples(plain, image, box, 2_000) > 1e-2
+
+
+def test_clamp_relaxation_sound() -> None:
+    """The backward pass's linear relaxation of clip(z, tau, 1 - tau) holds on every z in [lo, hi]."""
+    from usn_robust_keypoints.certify.backward import _clamp_relaxation
+
+    g = torch.Generator().manual_seed(0)
+    for tau in (0.0, 0.1, 0.3):
+        lo = torch.rand(2000, generator=g, dtype=torch.float64) * 1.6 - 0.3
+        hi = lo + torch.rand(2000, generator=g, dtype=torch.float64) * 0.8
+        a_l, b_l, a_u, b_u = _clamp_relaxation(lo, hi, tau)
+        t = torch.rand(50, 1, generator=g, dtype=torch.float64)
+        z = lo + t * (hi - lo)
+        x = z.clamp(tau, 1 - tau)
+        assert (a_l * z + b_l <= x + 1e-9).all() and (x <= a_u * z + b_u + 1e-9).all()
+        flat = (hi <= tau) | (lo >= 1 - tau)  # a clamped constant: exact
+        assert (a_l[flat] == 0).all() and (a_u[flat] == 0).all() and torch.equal(b_l[flat], b_u[flat])
+
+
 @pytest.mark.parametrize("mode,stride,dilation,kernel,hw", [
     ("replicate", 2, 1, 3, (9, 12)), ("zeros", 2, 1, 3, (9, 12)), ("zeros", 2, 1, 3, (8, 12)),
     ("zeros", 1, 4, 3, (10, 7)), ("zeros", 1, 1, 1, (5, 6)), ("replicate", 2, 1, 3, (8, 11))])

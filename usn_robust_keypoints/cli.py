@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the first conv's kernels at zero sum (brightness cancels in the first layer)")
     p.add_argument("--stem-padding", choices=("zeros", "replicate"),
                    help="padding of the first conv (default zeros; with --init: the checkpoint's)")
+    p.add_argument("--input-clamp", type=float, metavar="TAU",
+                   help="the network clamps its input to [TAU, 1 - TAU] first (pure black / white pixels become "
+                        "constant under the perturbation); with --init: set on the checkpoint's network")
     p.add_argument("--distill-from", metavar="CHECKPOINT",
                    help="teacher detector (same keypoints, input size and stride): add a distillation term "
                         "towards its heatmaps on every training batch")
@@ -267,6 +270,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             model.apply_constraints()
         if args.stem_padding:
             cfg.stem_padding = model.net[0].padding_mode = args.stem_padding
+        if args.input_clamp is not None:
+            cfg.input_clamp = args.input_clamp
+            cfg.__post_init__()  # validates the range
     else:
         names = load_coco(args.coco)[1] if args.coco else CHESSBOARD_9X6.keypoint_names
         arch = {k: getattr(args, k) for k in ("stem_width", "width", "depth", "head_width")}
@@ -274,6 +280,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         arch["dilations"] = args.dilations
         arch["zero_mean_stem"] = args.zero_mean_stem or None
         arch["stem_padding"] = args.stem_padding
+        arch["input_clamp"] = args.input_clamp
         if args.input_size:
             arch["input_width"], arch["input_height"] = (int(v) for v in args.input_size.lower().split("x"))
         cfg = DetectorConfig(num_keypoints=len(names), keypoint_names=names,

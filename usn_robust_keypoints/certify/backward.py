@@ -10,8 +10,9 @@ start from the row vector ``e_{k,q} - e_{k,s}`` on the output and go backward to
   relaxation where the coefficient is negative, lower where it is positive;
 - nearest Upsample by an integer factor ``s``: its adjoint, the sum over ``s x s`` blocks;
 - PixelShuffle (from :func:`.bounds.fuse_upsample`): its inverse permutation, pixel_unshuffle;
-- the input clip ``clip(z, 0, 1)`` of ``z = c * x0 + b`` (exactly affine in theta): a linear
-  relaxation of the clip over each pixel's exact range of ``z`` on the sub-box.
+- the input clip ``clip(z, 0, 1)`` of ``z = c * x0 + b`` (exactly affine in theta; with the
+  network's input clamp, ``clip(z, tau, 1 - tau)``): a linear relaxation of the clip over each
+  pixel's exact range of ``z`` on the sub-box.
 
 The result is an affine function of the normalised sub-box parameters ``e in [-1, 1]^2`` that is
 ``<= H_q - H_s`` on the whole sub-box; its minimum (at a corner) is returned. Every row of the batch
@@ -24,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .bounds import FoldedConv
+from .bounds import FoldedConv, input_clamp
 
 ROW_CHUNK = 256
 
@@ -74,6 +75,17 @@ def _clip_relaxation(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, 
     return a_l, b_l, a_u, b_u
 
 
+def _clamp_relaxation(lo: torch.Tensor, hi: torch.Tensor, tau: float) -> tuple[torch.Tensor, ...]:
+    """:func:`_clip_relaxation` of ``clip(z, tau, 1 - tau) = tau + s * clip((z - tau) / s, 0, 1)``,
+    ``s = 1 - 2 tau``: the relaxation of the inner clip at ``(z - tau) / s``, mapped back to ``z``."""
+    if tau == 0:
+        return _clip_relaxation(lo, hi)
+    s = 1.0 - 2.0 * tau
+    a_l, b_l, a_u, b_u = _clip_relaxation((lo - tau) / s, (hi - tau) / s)
+    # tau + s * (a * (z - tau) / s + b) = a * z + tau * (1 - a) + s * b
+    return a_l, tau * (1 - a_l) + s * b_l, a_u, tau * (1 - a_u) + s * b_u
+
+
 def _conv_adjoint(lam: torch.Tensor, conv: FoldedConv, in_shape: tuple[int, int, int]) -> torch.Tensor:
     if conv.padding_mode == "zeros":
         return torch.nn.grad.conv2d_input((lam.shape[0], *in_shape), conv.weight, lam, conv.stride, conv.padding,
@@ -102,12 +114,13 @@ def backward_margins(layers: list[nn.Module], x0: torch.Tensor, boxes: torch.Ten
     """Lower bounds ``(B,)`` of ``min over sub-box n of [H[k, q] - H[k, s]]`` for ``rows (B, 4) =
     (n, k, q, s)`` (``q``, ``s`` flat cell indices of the output), given the ``trace`` of the
     forward pass of ``layers`` over ``boxes (N, 4)`` on the input ``x0 (1, 1, H, W)``."""
+    tau, layers = input_clamp(layers)
     relax = [_relu_relaxation(*t) if isinstance(m, nn.ReLU) else t for m, t in zip(layers, trace)]
     bx = boxes.to(x0.dtype)
     cm, cr = ((bx[:, 0] + bx[:, 1]) / 2).view(-1, 1, 1, 1), ((bx[:, 1] - bx[:, 0]) / 2).view(-1, 1, 1, 1)
     bm, br = ((bx[:, 2] + bx[:, 3]) / 2).view(-1, 1, 1, 1), ((bx[:, 3] - bx[:, 2]) / 2).view(-1, 1, 1, 1)
     z_mid, z_cx = cm * x0 + bm, cr * x0  # z = z_mid + z_cx e1 + br e2, x0 >= 0
-    clip = _clip_relaxation(z_mid - z_cx - br, z_mid + z_cx + br)
+    clip = _clamp_relaxation(z_mid - z_cx - br, z_mid + z_cx + br, tau)
     inputs = (z_mid, z_cx, br) + clip
     out = [_backward_chunk(layers, relax, inputs, rows[i:i + ROW_CHUNK], boxes.shape[0])
            for i in range(0, rows.shape[0], ROW_CHUNK)]

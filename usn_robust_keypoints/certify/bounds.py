@@ -55,6 +55,19 @@ class FoldedConv:
         return F.pad(x, (pw, pw, ph, ph), mode=self.padding_mode), (0, 0)
 
 
+class InputClamp(nn.Module):
+    """The detector's input clamp to ``[tau, 1 - tau]`` (``DetectorConfig.input_clamp``), first in
+    :func:`bound_layers`. :func:`propagate` and the backward pass fold it into the perturbation's
+    clip, ``clip(clip(z, 0, 1), tau, 1 - tau) = clip(z, tau, 1 - tau)``, so it costs no extra relaxation."""
+
+    def __init__(self, tau: float) -> None:
+        super().__init__()
+        self.tau = float(tau)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clamp(self.tau, 1.0 - self.tau)
+
+
 @dataclass
 class Forms:
     """Lower and upper affine forms ``(N, 3, C, H, W)`` of one activation over ``N`` sub-boxes."""
@@ -114,6 +127,23 @@ def clip01_forms(f: Forms) -> Forms:
     neg = Forms(_affine_shift(-f.upper, 1.0), _affine_shift(-f.lower, 1.0))  # 1 - z
     g = relu_forms(neg)
     return Forms(_affine_shift(-g.upper, 1.0), _affine_shift(-g.lower, 1.0))
+
+
+def clamp_forms(f: Forms, tau: float) -> Forms:
+    """Forms of ``clip(z, tau, 1 - tau) = tau + s * clip((z - tau) / s, 0, 1)`` with ``s = 1 - 2 tau``
+    (:func:`clip01_forms` between two exact affine maps; ``tau = 0`` is the plain clip)."""
+    if tau == 0:
+        return clip01_forms(f)
+    s = 1.0 - 2.0 * tau
+    g = clip01_forms(Forms(_affine_shift(f.lower, -tau) / s, _affine_shift(f.upper, -tau) / s))
+    return Forms(_affine_shift(g.lower * s, tau), _affine_shift(g.upper * s, tau))
+
+
+def input_clamp(layers: list) -> tuple[float, list]:
+    """``(tau, the other layers)``: the input clamp of a :func:`bound_layers` list (0 without one)."""
+    if layers and isinstance(layers[0], InputClamp):
+        return layers[0].tau, layers[1:]
+    return 0.0, layers
 
 
 def _affine_shift(form: torch.Tensor, value: float) -> torch.Tensor:
@@ -216,7 +246,8 @@ def bound_layers(net: nn.Module, differentiable: bool = False) -> list:
         i += 1
     if not layers or not isinstance(layers[-1], FoldedConv):
         raise ValueError("the network must end with a Conv2d heatmap head")
-    return fuse_upsample(layers)
+    tau = getattr(getattr(net, "config", None), "input_clamp", 0.0)
+    return ([InputClamp(tau)] if tau > 0 else []) + fuse_upsample(layers)
 
 
 # Row (and column) maps of a 3x3 kernel applied after x2 nearest upsampling onto the low-resolution
@@ -262,12 +293,14 @@ def fuse_upsample(layers: list) -> list:
 
 def propagate(layers: list[nn.Module], x0: torch.Tensor, boxes: torch.Tensor, trace: list | None = None) -> Forms:
     """Forms of the output heatmaps ``(N, 3, K, h, w)`` over the sub-boxes ``(N, 4) = (c_lo, c_hi,
-    b_lo, b_hi)`` for the input ``x(theta) = clip(c * x0 + b, 0, 1)``.
+    b_lo, b_hi)`` for the input ``x(theta) = clip(c * x0 + b, 0, 1)`` (and the network's input
+    clamp, if ``layers`` starts with one).
 
-    With a ``trace`` list, one entry per layer is appended: for a ReLU the concrete bounds
+    With a ``trace`` list, one entry per layer after the input clamp is appended: for a ReLU the concrete bounds
     ``(lo, hi)`` ``(N, C, H, W)`` of its input (the min of the lower form, the max of the upper
     form), for any other layer its input shape ``(C, H, W)`` (used by :mod:`.backward`)."""
-    f = clip01_forms(input_forms(x0, boxes))
+    tau, layers = input_clamp(layers)
+    f = clamp_forms(input_forms(x0, boxes), tau)
     for m in layers:
         if trace is not None:
             trace.append((concrete_min(f.lower), concrete_max(f.upper)) if isinstance(m, nn.ReLU)

@@ -36,6 +36,8 @@ def certify_lirpa(ctx: FrameContext, alpha: float, beta: float, radius: float,
         raise ValueError(f"unknown auto_LiRPA method {method!r}; choose one of {', '.join(METHODS)}")
     lirpa = import_lirpa()
     t0 = time.perf_counter()
+    if getattr(getattr(ctx.detector, "config", None), "input_clamp", 0.0) > 0:
+        raise ValueError("the auto_lirpa backend does not model the detector's input_clamp; use backend='native'")
     det = getattr(ctx.detector, "net", ctx.detector)
     net = nn.Sequential(SemanticPerturbation(ctx.x0[0].detach()), *fold_batchnorm(det), nn.Flatten())
     net = net.to(ctx.x0.device).eval()

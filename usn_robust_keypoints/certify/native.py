@@ -54,7 +54,8 @@ _PLANS: dict[int, tuple[tuple, NetPlan]] = {}
 
 def _fingerprint(net: nn.Module) -> tuple:
     return (tuple((t.data_ptr(), t._version) for t in list(net.parameters()) + list(net.buffers()))
-            + tuple(m.padding_mode for m in net.modules() if isinstance(m, nn.Conv2d)))
+            + tuple(m.padding_mode for m in net.modules() if isinstance(m, nn.Conv2d))
+            + (getattr(getattr(net, "config", None), "input_clamp", 0.0),))
 
 
 def make_plan(net: nn.Module) -> NetPlan:

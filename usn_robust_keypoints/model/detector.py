@@ -45,6 +45,11 @@ class DetectorConfig:
     # Padding of the first conv: "zeros" or "replicate". With "replicate" every kernel tap reads a
     # (perturbed) image pixel, so with ``zero_mean_stem`` brightness cancels at the border too.
     stem_padding: str = "zeros"
+    # The network first clamps its input to [input_clamp, 1 - input_clamp] (0 = off). A pixel that
+    # the perturbation's clip holds at 0 or 1 (pure black / white) then reaches the stem as the
+    # same constant for every (c, b) of a box with beta <= input_clamp: exact, instead of a clip
+    # kink the bounds must relax. Pixels strictly inside the range are unchanged.
+    input_clamp: float = 0.0
 
     def __post_init__(self) -> None:
         if self.output_stride not in (2, 4):
@@ -55,6 +60,8 @@ class DetectorConfig:
             raise ValueError("num_keypoints must be >= 1 and depth >= 0")
         if self.keypoint_names and len(self.keypoint_names) != self.num_keypoints:
             raise ValueError("keypoint_names must have num_keypoints entries")
+        if not 0.0 <= self.input_clamp < 0.5:
+            raise ValueError(f"input_clamp must be in [0, 0.5), got {self.input_clamp}")
         if self.stem_padding not in ("zeros", "replicate"):
             raise ValueError(f"stem_padding must be 'zeros' or 'replicate', got {self.stem_padding!r}")
         if self.dilations is not None and (len(self.dilations) != self.depth or min(self.dilations, default=1) < 1):
@@ -128,6 +135,8 @@ class HeatmapDetector(nn.Module):
                 w.sub_(w.mean(dim=(1, 2, 3), keepdim=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.config.input_clamp > 0:
+            x = x.clamp(self.config.input_clamp, 1.0 - self.config.input_clamp)
         return self.net(x)
 
     def sync_config(self) -> None:

@@ -167,7 +167,7 @@ def usn_scores(detector: HeatmapDetector, images: torch.Tensor, config: UsnConfi
     was_training = detector.training
     detector.eval()
     if cfg.smoothness == "bounds":
-        from ..certify.bounds import bound_layers, propagate
+        from ..certify.bounds import bound_layers, input_clamp, propagate
 
         blayers = bound_layers(detector)
         whole_box = torch.tensor([[1 - cfg.alpha, 1 + cfg.alpha, -cfg.beta, cfg.beta]])
@@ -188,7 +188,7 @@ def usn_scores(detector: HeatmapDetector, images: torch.Tensor, config: UsnConfi
             if cfg.smoothness == "bounds":
                 trace: list = []
                 propagate(blayers, x0, whole_box, trace)
-                relus = [t for m, t in zip(blayers, trace) if isinstance(m, nn.ReLU)]
+                relus = [t for m, t in zip(input_clamp(blayers)[1], trace) if isinstance(m, nn.ReLU)]
                 if len(relus) != len(stats):
                     raise ValueError(f"{len(relus)} ReLUs in the bound pass but {len(stats)} hidden convs")
                 for st, (lo, hi) in zip(stats, relus):
