@@ -21,6 +21,12 @@ def spin_node(make_node: Callable[[], Node], args: list[str] | None = None) -> i
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError:
+        # rclpy's signal handler shuts the context down asynchronously; an executor that builds
+        # its next wait set at that moment raises RCLError ("the given context is not valid")
+        # instead of ExternalShutdownException (known rclpy race). That is a clean shutdown too.
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             close = getattr(node, "close", None)
