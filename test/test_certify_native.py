@@ -129,16 +129,20 @@ SMALL_REP = DetectorConfig(num_keypoints=2, input_width=32, input_height=24, out
                            stem_padding="replicate")
 
 
+def _check_sound(model: KeypointModel, image: np.ndarray, certified: list[tuple[float, float]]) -> None:
+    """Bounds contain samples over three boxes (small, large, brightness-only; with clipping) and
+    every certificate (forward + backward bounds) at each ``(alpha, beta)`` of ``certified`` holds."""
+    for box in (PerturbationBox(0.02, 0.02), PerturbationBox(0.1, 0.1), PerturbationBox(0.0, 0.3)):
+        _check_bounds_contain_samples(model, image, box, 5_000)
+    for alpha, beta in certified:
+        _check_certificates(model, image, alpha, beta, 4.0, 10_000)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_replicate_padded_stem_sound(seed: int) -> None:
     """Replicate-padded zero-mean stem: bounds contain samples (also with clipping) and every
     certificate (forward + backward bounds) holds under sampling."""
-    model = _random_model(seed, SMALL_REP)
-    image = _frame(seed + 30, 32, 24)
-    for box in (PerturbationBox(0.02, 0.02), PerturbationBox(0.1, 0.1), PerturbationBox(0.0, 0.3)):
-        _check_bounds_contain_samples(model, image, box, 5_000)
-    _check_certificates(model, image, 0.01, 0.01, 4.0, 10_000)
-    _check_certificates(model, image, 0.0, 0.1, 4.0, 10_000)
+    _check_sound(_random_model(seed, SMALL_REP), _frame(seed + 30, 32, 24), [(0.01, 0.01), (0.0, 0.1)])
 
 
 SMALL_CLAMP = DetectorConfig(**{**SMALL_REP.to_dict(), "input_clamp": 0.1})
@@ -154,12 +158,7 @@ def _saturated_frame(seed: int, w: int, h: int) -> np.ndarray:
 @pytest.mark.parametrize("seed", [0, 1])
 def test_input_clamp_sound(seed: int) -> None:
     """A detector with an input clamp: bounds contain samples and certificates hold under sampling."""
-    model = _random_model(seed, SMALL_CLAMP)
-    image = _saturated_frame(seed + 40, 32, 24)
-    for box in (PerturbationBox(0.02, 0.02), PerturbationBox(0.1, 0.1), PerturbationBox(0.0, 0.3)):
-        _check_bounds_contain_samples(model, image, box, 5_000)
-    _check_certificates(model, image, 0.02, 0.02, 4.0, 10_000)
-    _check_certificates(model, image, 0.1, 0.1, 4.0, 10_000)
+    _check_sound(_random_model(seed, SMALL_CLAMP), _saturated_frame(seed + 40, 32, 24), [(0.02, 0.02), (0.1, 0.1)])
 
 
 def test_input_clamp_makes_saturated_pixels_exact() -> None:

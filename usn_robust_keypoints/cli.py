@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import sys
 
 
@@ -271,8 +272,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if args.stem_padding:
             cfg.stem_padding = model.net[0].padding_mode = args.stem_padding
         if args.input_clamp is not None:
-            cfg.input_clamp = args.input_clamp
-            cfg.__post_init__()  # validates the range
+            model.config = cfg = replace(cfg, input_clamp=args.input_clamp)  # validated by DetectorConfig
     else:
         names = load_coco(args.coco)[1] if args.coco else CHESSBOARD_9X6.keypoint_names
         arch = {k: getattr(args, k) for k in ("stem_width", "width", "depth", "head_width")}

@@ -139,6 +139,11 @@ def clamp_forms(f: Forms, tau: float) -> Forms:
     return Forms(_affine_shift(g.lower * s, tau), _affine_shift(g.upper * s, tau))
 
 
+def net_input_clamp(net: nn.Module) -> float:
+    """``tau`` of a detector's input clamp (``config.input_clamp``; 0 for a plain ``nn.Sequential``)."""
+    return getattr(getattr(net, "config", None), "input_clamp", 0.0)
+
+
 def input_clamp(layers: list) -> tuple[float, list]:
     """``(tau, the other layers)``: the input clamp of a :func:`bound_layers` list (0 without one)."""
     if layers and isinstance(layers[0], InputClamp):
@@ -246,7 +251,7 @@ def bound_layers(net: nn.Module, differentiable: bool = False) -> list:
         i += 1
     if not layers or not isinstance(layers[-1], FoldedConv):
         raise ValueError("the network must end with a Conv2d heatmap head")
-    tau = getattr(getattr(net, "config", None), "input_clamp", 0.0)
+    tau = net_input_clamp(net)
     return ([InputClamp(tau)] if tau > 0 else []) + fuse_upsample(layers)
 
 

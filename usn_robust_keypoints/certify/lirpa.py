@@ -12,6 +12,7 @@ from torch import nn
 
 from ..model.detector import fold_batchnorm
 from ..perturbation import SemanticPerturbation
+from .bounds import net_input_clamp
 from .native import FrameContext
 
 INSTALL_HINT = ('the auto_lirpa backend needs auto_LiRPA, which is only distributed as source: '
@@ -36,7 +37,7 @@ def certify_lirpa(ctx: FrameContext, alpha: float, beta: float, radius: float,
         raise ValueError(f"unknown auto_LiRPA method {method!r}; choose one of {', '.join(METHODS)}")
     lirpa = import_lirpa()
     t0 = time.perf_counter()
-    if getattr(getattr(ctx.detector, "config", None), "input_clamp", 0.0) > 0:
+    if net_input_clamp(ctx.detector) > 0:
         raise ValueError("the auto_lirpa backend does not model the detector's input_clamp; use backend='native'")
     det = getattr(ctx.detector, "net", ctx.detector)
     net = nn.Sequential(SemanticPerturbation(ctx.x0[0].detach()), *fold_batchnorm(det), nn.Flatten())

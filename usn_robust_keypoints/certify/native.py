@@ -26,7 +26,7 @@ from torch import nn
 
 from ..model.preprocess import FrameGeometry
 from ..perturbation import apply_perturbation
-from .bounds import FoldedConv, bound_layers, propagate
+from .bounds import FoldedConv, bound_layers, net_input_clamp, propagate
 from .backward import backward_margins
 from .spec import candidate_cells, cell_distances, pair_margins, requirements, requirements_from_margins
 
@@ -55,7 +55,7 @@ _PLANS: dict[int, tuple[tuple, NetPlan]] = {}
 def _fingerprint(net: nn.Module) -> tuple:
     return (tuple((t.data_ptr(), t._version) for t in list(net.parameters()) + list(net.buffers()))
             + tuple(m.padding_mode for m in net.modules() if isinstance(m, nn.Conv2d))
-            + (getattr(getattr(net, "config", None), "input_clamp", 0.0),))
+            + (net_input_clamp(net),))
 
 
 def make_plan(net: nn.Module) -> NetPlan:
