@@ -23,7 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", type=int, choices=(2, 4), help="output stride (default: DetectorConfig's)")
     for name in ("stem-width", "width", "depth", "head-width"):
         p.add_argument(f"--{name}", type=int, help="architecture (default: DetectorConfig's)")
-    p.add_argument("--dilations", type=int, nargs="+", help="dilation of each of the --depth stride-4 blocks")
+    p.add_argument("--dilations", type=int, nargs="+", help="dilation of each of the --depth stride-4 blocks (with --init: re-dilates the loaded model's blocks)")
+    p.add_argument("--photo", action="store_true",
+                   help="train on synthetic scenes of the board as a photographed print (data/photo.py)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--zero-mean-stem", action="store_true",
                    help="keep the first conv's kernels at zero sum (brightness cancels in the first layer)")
@@ -273,6 +275,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
             cfg.stem_padding = model.net[0].padding_mode = args.stem_padding
         if args.input_clamp is not None:
             model.config = cfg = replace(cfg, input_clamp=args.input_clamp)  # validated by DetectorConfig
+        if args.dilations:
+            model.config = cfg = replace(cfg, dilations=list(args.dilations))  # validated by DetectorConfig
+            convs = [m for m in model.net if isinstance(m, torch.nn.Conv2d)][2 : 2 + cfg.depth]
+            for conv, d in zip(convs, cfg.dilations):
+                conv.dilation, conv.padding = (d, d), (d, d)
     else:
         names = load_coco(args.coco)[1] if args.coco else CHESSBOARD_9X6.keypoint_names
         arch = {k: getattr(args, k) for k in ("stem_width", "width", "depth", "head_width")}
@@ -293,9 +300,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         records, _, _ = load_coco(args.coco)
         images, kps = to_training_arrays([r.load() for r in records], np.stack([r.keypoints for r in records]), cfg)
     else:
-        from .data import SceneConfig
+        from .data import PhotoConfig, SceneConfig
 
-        images, kps = generate_split("train", args.train_images, SceneConfig(cfg.input_width, cfg.input_height))
+        scenes = SceneConfig(cfg.input_width, cfg.input_height, photo=PhotoConfig() if args.photo else None)
+        images, kps = generate_split("train", args.train_images, scenes)
     robust = robust_term(args, images, kps, args.steps)
     losses = train_detector(model, images, kps, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                             seed=args.seed, device=args.device, extra_loss=robust, teacher=teacher,
