@@ -1,0 +1,1 @@
+"""Experiment harnesses (apart from the library)."""

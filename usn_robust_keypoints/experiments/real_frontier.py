@@ -1,0 +1,192 @@
+"""Accuracy / certifiability frontier on the real ``left*`` photos (never ``right*``).
+
+Per checkpoint: real PCK@3px (model-input pixels, best symmetry), and for each box ``alpha = beta = eps``
+and each per-frame budget (the node's default, 1 s, none) the share of the real keypoints that
+``certify()`` proves (native backend, full 640x480 frames as the node sees them, radius ``radius`` frame
+pixels, margins off, one torch thread), the share proven *and* within 3 px of the label, and the mean
+certification time per frame; plus the detector's frames per second on one thread. Writes
+``results.json`` (with every keypoint's outcome), ``results.md`` and ``frontier.png`` (real PCK vs real
+certified rate within each budget) to ``--out``.
+
+    python -m usn_robust_keypoints.experiments.real_frontier --models A.safetensors B.safetensors \
+        --labels A B --out results/models_real [--eps 0.02] [--budgets 120 1000 none]
+    python -m usn_robust_keypoints.experiments.real_frontier --merge R1/results.json R2/results.json --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..certify import certify
+from ..data import build_real_set, load_coco
+from ..evaluate import evaluate_model, format_rate, keypoint_errors, paired_test
+from ..model import load_model
+
+NODE_BUDGET_MS = 120.0  # config/demo.yaml and config/pipeline.yaml: certifier budget_ms
+
+
+def _budget_key(b: float | None) -> str:
+    return "none" if b is None else f"{b:g}"
+
+
+def detector_fps(model, frame: np.ndarray, reps: int = 60) -> float:
+    """Frames per second of ``model.predict`` (pre-processing + network + argmax) on one frame."""
+    for _ in range(5):
+        model.predict(frame)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        model.predict(frame)
+    return reps / (time.perf_counter() - t0)
+
+
+def measure(path: str, label: str, eps: list[float], budgets: list[float | None], radius: float = 4.0,
+            tolerance: float = 3.0, frames: int | None = None, progress: bool = True) -> dict:
+    """One row: real PCK, certified rate / accuracy / ms per frame per (eps, budget), detector fps."""
+    model = load_model(path, device="cpu")
+    records, _, symmetries = load_coco(build_real_set("left"))
+    records = records[:frames] if frames else records
+    images = [r.load() for r in records]
+    kps = np.stack([r.keypoints for r in records])
+    ev = evaluate_model(model, images, kps, symmetries, (tolerance,), progress=False)
+    det = model.detector
+    row = {"model": label, "path": str(path), "params": int(sum(p.numel() for p in det.parameters())),
+           "dilations": det.config.dilations, "channels": det.config.conv_channels(),
+           "input_clamp": det.config.input_clamp, "zero_mean_stem": det.config.zero_mean_stem,
+           "pck_real_left": ev.pck(tolerance), "real_keypoints": int(ev.errors.size),
+           "detector_fps": detector_fps(model, images[0]), "cert": {}}
+    certify(model, images[0], eps[0], eps[0], radius, margins=False, budget_ms=NODE_BUDGET_MS)  # warm-up
+    for e in eps:
+        for b in budgets:
+            certified, correct, ms = [], [], []
+            for img, gt in zip(images, kps):
+                t0 = time.perf_counter()
+                fc = certify(model, img, e, e, radius, budget_ms=b, margins=False)
+                ms.append(1000 * (time.perf_counter() - t0))
+                pred = model.predict(img)
+                err = keypoint_errors(pred.geometry.frame_to_input(np.array([[k.x, k.y] for k in fc.keypoints])),
+                                      pred.geometry.frame_to_input(np.asarray(gt, np.float64)), symmetries)
+                c = [int(k.certified) for k in fc.keypoints]
+                certified += c
+                correct += [int(ci and er <= tolerance) for ci, er in zip(c, err)]
+            key = f"{e:g}@{_budget_key(b)}"
+            row["cert"][key] = {"rate": float(np.mean(certified)), "acc": float(np.mean(correct)),
+                                "ms_per_frame": float(np.mean(ms)), "max_ms": float(np.max(ms)),
+                                "certified": certified, "correct": correct}
+            if progress:
+                print(f"{label}: eps {e:g} budget {_budget_key(b)} ms: certified {np.mean(certified):.3f}, "
+                      f"{np.mean(ms):.0f} ms/frame", flush=True)
+    return row
+
+
+def table(rows: list[dict], config: dict) -> str:
+    """Markdown table (one row per model); paired counts against the first row at the node budget."""
+    n = rows[0]["real_keypoints"]
+    keys = list(rows[0]["cert"])
+    head = ["model", "params", "dilations", "real PCK@3px"]
+    for k in keys:
+        e, b = k.split("@")
+        b = "no budget" if b == "none" else f"{b} ms"
+        head += [f"certified ±{e}, {b}", f"ms/frame ({b})"]
+    head += [f"paired vs first, ±{keys[0].split('@')[0]} node budget", "detector fps"]
+    lines = [f"Real `left*` photos ({n} keypoints), native `certify()`, radius {config['radius']:g} frame px, "
+             "one torch thread; certified = share of all keypoints proven (95 % Wilson interval); "
+             "paired = keypoints only this / only the first row certifies, exact McNemar p.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    first = rows[0]["cert"][keys[0]]["certified"]
+    for r in rows:
+        cells = [r["model"], str(r["params"]), " ".join(map(str, r["dilations"] or [])) or "none",
+                 format_rate(r["pck_real_left"], n)]
+        for k in keys:
+            c = r["cert"][k]
+            cells += [format_rate(c["rate"], n), f"{c['ms_per_frame']:.0f}"]
+        if r is rows[0]:
+            cells.append("—")
+        else:
+            a, b, p = paired_test(r["cert"][keys[0]]["certified"], first)
+            cells.append(f"+{a} / −{b} (p = {p:.2g})")
+        cells.append(f"{r['detector_fps']:.0f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Real PCK vs real certified rate, one panel per certification column."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = list(rows[0]["cert"])
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 4), squeeze=False)
+    for ax, k in zip(axes[0], keys):
+        for i, r in enumerate(rows):
+            ax.scatter(r["cert"][k]["rate"], r["pck_real_left"], s=30)
+            ax.annotate(str(i + 1), (r["cert"][k]["rate"], r["pck_real_left"]), fontsize=8,
+                        xytext=(3, 3), textcoords="offset points")
+        ax.axhline(0.85, ls="--", c="gray", lw=0.8)
+        ax.axvline(0.70, ls="--", c="gray", lw=0.8)
+        e, b = k.split("@")
+        ax.set_title(f"±{e}, budget {'none' if b == 'none' else b + ' ms'}", fontsize=9)
+        ax.set_xlabel("real left* certified rate")
+        ax.set_xlim(-0.03, 1.03)
+    axes[0][0].set_ylabel("real left* PCK@3px")
+    fig.legend([f"{i + 1} {r['model']}" for i, r in enumerate(rows)], loc="lower center", fontsize=7,
+               ncol=2, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 + 0.03 * ((len(rows) + 1) // 2), 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write(rows: list[dict], config: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"config": config, "rows": rows}, indent=1))
+    (out / "results.md").write_text(table(rows, config))
+    plot(rows, out / "frontier.png")
+    print(table(rows, config))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+")
+    ap.add_argument("--labels", nargs="+")
+    ap.add_argument("--out", default="results/models_real")
+    ap.add_argument("--eps", type=float, nargs="+", default=[0.02])
+    ap.add_argument("--budgets", nargs="+", default=[f"{NODE_BUDGET_MS:g}", "1000", "none"],
+                    help="per-frame budgets in ms ('none': no budget); the first is the paired column")
+    ap.add_argument("--radius", type=float, default=4.0, help="frame pixels")
+    ap.add_argument("--frames", type=int, help="only the first N real photos (quick checks)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--merge", nargs="+", help="combine these results.json files (same settings) into --out")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    budgets = [None if b == "none" else float(b) for b in a.budgets]
+    config = {"eps": a.eps, "budgets": a.budgets, "radius": a.radius, "threads": a.threads, "frames": a.frames}
+    if a.merge:
+        rows, config = [], None
+        for f in a.merge:
+            d = json.loads(Path(f).read_text())
+            if config is not None and {k: d["config"][k] for k in ("eps", "budgets", "radius")} != \
+                    {k: config[k] for k in ("eps", "budgets", "radius")}:
+                raise ValueError(f"{f}: other settings than {a.merge[0]}")
+            config = config or d["config"]
+            rows += d["rows"]
+        write(rows, config, Path(a.out))
+        return 0
+    if not a.models:
+        ap.error("--models or --merge is required")
+    labels = a.labels or [Path(m).stem for m in a.models]
+    if len(labels) != len(a.models):
+        ap.error("one label per model")
+    rows = [measure(m, l, a.eps, budgets, a.radius, frames=a.frames) for m, l in zip(a.models, labels)]
+    write(rows, config, Path(a.out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
