@@ -96,7 +96,7 @@ def test_experiment_robust_term_kappa0_ablation_in_parallel_jobs(tiny_model, tmp
 
 
 def test_tradeoff_end_to_end_on_a_checkpoint(tiny_model, tmp_path):
-    from usn_robust_keypoints.tradeoff import TradeoffConfig, run_tradeoff
+    from usn_robust_keypoints.experiments.tradeoff import TradeoffConfig, run_tradeoff
 
     cfg = TradeoffConfig(eps=(0.02, 0.05), frames=2, test_images=4, budget_ms=300)
     row, again = run_tradeoff([("tiny", str(tiny_model)), ("again", str(tiny_model))], cfg, tmp_path / "t",
@@ -116,8 +116,8 @@ def test_tradeoff_end_to_end_on_a_checkpoint(tiny_model, tmp_path):
 
 def test_tradeoff_first_frame_certifies_a_later_range(tiny_model, tmp_path, monkeypatch):
     """``first_frame`` certifies test scenes first_frame.. (the same scenes and outcomes as in a run from 0)."""
-    from usn_robust_keypoints import tradeoff
-    from usn_robust_keypoints.tradeoff import TradeoffConfig, run_tradeoff
+    from usn_robust_keypoints.experiments import tradeoff
+    from usn_robust_keypoints.experiments.tradeoff import TradeoffConfig, run_tradeoff
 
     seen = []
     real = tradeoff.certified_accuracy
@@ -145,7 +145,7 @@ def test_tradeoff_cli_without_budget(tiny_model, tmp_path):
 
 def test_experiment_plus_w_rows_for_any_criterion():
     """``bn+w`` prunes with BN-scale marks plus the Wasserstein concentration, one row per λ."""
-    from usn_robust_keypoints.prune.experiment import ExperimentConfig, _runs
+    from usn_robust_keypoints.experiments.pruning import ExperimentConfig, _runs
 
     runs = _runs(ExperimentConfig(methods=("bn+w", "usn+w", "bn"), wasserstein=(0.1, 1.0), ablations=False))
     got = [(label, s.method, s.wasserstein) for label, s, _ in runs]
