@@ -8,14 +8,13 @@ certification time per frame; plus the detector's frames per second on one threa
 ``results.json`` (with every keypoint's outcome), ``results.md`` and ``frontier.png`` (real PCK vs real
 certified rate within each budget) to ``--out``.
 
-    python -m usn_robust_keypoints.experiments.real_frontier --models A.safetensors B.safetensors \
-        --labels A B --out results/models_real [--eps 0.02] [--budgets 120 1000 none]
-    python -m usn_robust_keypoints.experiments.real_frontier --merge R1/results.json R2/results.json --out DIR
+    usn-keypoints real-frontier --models A.safetensors B.safetensors --labels A B --out results/models_real \
+        [--eps 0.02] [--budgets 120 1000 none] [--threads 1]
+    usn-keypoints real-frontier --merge R1/results.json R2/results.json --out DIR
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -143,50 +142,37 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def write(rows: list[dict], config: dict, out: Path) -> None:
+def write(rows: list[dict], config: dict, out: Path) -> str:
+    """results.json, results.md and frontier.png in ``out``; returns the markdown table."""
     out.mkdir(parents=True, exist_ok=True)
+    md = table(rows, config)
     (out / "results.json").write_text(json.dumps({"config": config, "rows": rows}, indent=1))
-    (out / "results.md").write_text(table(rows, config))
+    (out / "results.md").write_text(md)
     plot(rows, out / "frontier.png")
-    print(table(rows, config))
+    return md
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", nargs="+")
-    ap.add_argument("--labels", nargs="+")
-    ap.add_argument("--out", default="results/models_real")
-    ap.add_argument("--eps", type=float, nargs="+", default=[0.02])
-    ap.add_argument("--budgets", nargs="+", default=[f"{NODE_BUDGET_MS:g}", "1000", "none"],
-                    help="per-frame budgets in ms ('none': no budget); the first is the paired column")
-    ap.add_argument("--radius", type=float, default=4.0, help="frame pixels")
-    ap.add_argument("--frames", type=int, help="only the first N real photos (quick checks)")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--merge", nargs="+", help="combine these results.json files (same settings) into --out")
-    a = ap.parse_args(argv)
-    torch.set_num_threads(a.threads)
-    budgets = [None if b == "none" else float(b) for b in a.budgets]
-    config = {"eps": a.eps, "budgets": a.budgets, "radius": a.radius, "threads": a.threads, "frames": a.frames}
-    if a.merge:
-        rows, config = [], None
-        for f in a.merge:
-            d = json.loads(Path(f).read_text())
-            if config is not None and {k: d["config"][k] for k in ("eps", "budgets", "radius")} != \
-                    {k: config[k] for k in ("eps", "budgets", "radius")}:
-                raise ValueError(f"{f}: other settings than {a.merge[0]}")
-            config = config or d["config"]
-            rows += d["rows"]
-        write(rows, config, Path(a.out))
-        return 0
-    if not a.models:
-        ap.error("--models or --merge is required")
-    labels = a.labels or [Path(m).stem for m in a.models]
-    if len(labels) != len(a.models):
-        ap.error("one label per model")
-    rows = [measure(m, l, a.eps, budgets, a.radius, frames=a.frames) for m, l in zip(a.models, labels)]
-    write(rows, config, Path(a.out))
-    return 0
+def run_real_frontier(models: list[str], labels: list[str] | None, out: str | Path, eps: list[float],
+                      budgets: list[str], radius: float = 4.0, frames: int | None = None, threads: int = 1) -> str:
+    """Measure every checkpoint of ``models`` (``budgets``: ms or ``"none"``) and write ``out``; returns the table."""
+    torch.set_num_threads(threads)
+    labels = labels or [Path(m).stem for m in models]
+    if len(labels) != len(models):
+        raise ValueError("one label per model")
+    parsed = [None if b == "none" else float(b) for b in budgets]
+    config = {"eps": list(eps), "budgets": list(budgets), "radius": radius, "threads": threads, "frames": frames}
+    rows = [measure(m, l, list(eps), parsed, radius, frames=frames) for m, l in zip(models, labels)]
+    return write(rows, config, Path(out))
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def merge_results(files: list[str], out: str | Path) -> str:
+    """Combine ``results.json`` files measured with the same settings into ``out``; returns the table."""
+    rows, config = [], None
+    for f in files:
+        d = json.loads(Path(f).read_text())
+        same = ("eps", "budgets", "radius", "frames")
+        if config is not None and {k: d["config"].get(k) for k in same} != {k: config.get(k) for k in same}:
+            raise ValueError(f"{f}: other settings than {files[0]}")
+        config = config or d["config"]
+        rows += d["rows"]
+    return write(rows, config, Path(out))
