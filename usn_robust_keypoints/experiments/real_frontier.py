@@ -83,32 +83,37 @@ def measure(path: str, label: str, eps: list[float], budgets: list[float | None]
     return row
 
 
+def _label(key: str) -> str:
+    e, b = key.split("@")
+    return f"±{e}, " + ("no budget" if b == "none" else f"{b} ms")
+
+
 def table(rows: list[dict], config: dict) -> str:
-    """Markdown table (one row per model); paired counts against the first row at the node budget."""
+    """Markdown table (one row per model); paired counts against the first row in the first and the
+    last certification column."""
     n = rows[0]["real_keypoints"]
     keys = list(rows[0]["cert"])
     head = ["model", "params", "dilations", "real PCK@3px"]
     for k in keys:
-        e, b = k.split("@")
-        b = "no budget" if b == "none" else f"{b} ms"
-        head += [f"certified ±{e}, {b}", f"ms/frame ({b})"]
-    head += [f"paired vs first, ±{keys[0].split('@')[0]} node budget", "detector fps"]
+        head += [f"certified {_label(k)}", "ms/frame"]
+    paired_keys = list(dict.fromkeys([keys[0], keys[-1]]))
+    head += [f"paired vs first, {_label(k)}" for k in paired_keys] + ["detector fps"]
     lines = [f"Real `left*` photos ({n} keypoints), native `certify()`, radius {config['radius']:g} frame px, "
              "one torch thread; certified = share of all keypoints proven (95 % Wilson interval); "
              "paired = keypoints only this / only the first row certifies, exact McNemar p.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    first = rows[0]["cert"][keys[0]]["certified"]
     for r in rows:
         cells = [r["model"], str(r["params"]), " ".join(map(str, r["dilations"] or [])) or "none",
                  format_rate(r["pck_real_left"], n)]
         for k in keys:
             c = r["cert"][k]
             cells += [format_rate(c["rate"], n), f"{c['ms_per_frame']:.0f}"]
-        if r is rows[0]:
-            cells.append("—")
-        else:
-            a, b, p = paired_test(r["cert"][keys[0]]["certified"], first)
-            cells.append(f"+{a} / −{b} (p = {p:.2g})")
+        for k in paired_keys:
+            if r is rows[0]:
+                cells.append("—")
+            else:
+                a, b, p = paired_test(r["cert"][k]["certified"], rows[0]["cert"][k]["certified"])
+                cells.append(f"+{a} / −{b} (p = {p:.2g})")
         cells.append(f"{r['detector_fps']:.0f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
