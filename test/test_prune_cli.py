@@ -167,3 +167,26 @@ def test_experiment_plus_w_rows_for_any_criterion():
 def test_tradeoff_thorough_needs_max_depth(tmp_path, capsys):
     assert main(["tradeoff", "--thorough", "--out", str(tmp_path / "t")]) == 2
     assert "--max-depth" in capsys.readouterr().err
+
+
+def test_pooled_paired_pools_the_files_row_by_row(tmp_path):
+    """``pooled-paired``: the per-keypoint outcomes of every file, concatenated per row, against row 0."""
+    from dataclasses import asdict
+
+    from usn_robust_keypoints.experiments.tradeoff import TradeoffConfig
+
+    cfg = asdict(TradeoffConfig(eps=(0.02,)))
+    files = []
+    for i, (a, b) in enumerate([([1, 0, 1], [0, 0, 1]), ([1, 1], [0, 1])]):
+        rows = [{"model": "base", "cert_correct@0.02": b}, {"model": f"m{i}", "cert_correct@0.02": a}]
+        files.append(tmp_path / f"s{i}.json")
+        files[-1].write_text(json.dumps({"config": cfg, "rows": rows}))
+    assert main(["pooled-paired", *map(str, files)]) == 0
+    from usn_robust_keypoints.experiments.tradeoff import pooled_paired
+
+    lines = pooled_paired(files)
+    assert lines[0] == "Pooled over 2 files (labels of the first)."
+    assert lines[-1] == "- m0: ε=0.02: +2 / −0 (p = 0.5)"  # 5 pooled keypoints, 2 only by the model
+    (tmp_path / "bad.json").write_text(json.dumps({"config": cfg, "rows": []}))
+    with pytest.raises(ValueError):
+        pooled_paired([files[0], tmp_path / "bad.json"])
