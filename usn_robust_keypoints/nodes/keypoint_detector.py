@@ -1,9 +1,11 @@
 """``keypoint_detector`` node: images -> ``KeypointArray`` (+ annotated debug image).
 
-Subscribes ``image`` (bgr8, rgb8, mono8; 16UC1 and 32FC1 are scaled to gray), publishes
+Subscribes ``image`` (bgr8, rgb8, mono8; 16UC1 and 32FC1 are scaled to gray) or, with
+``image_transport:=compressed``, ``image/compressed`` (jpeg/png; :mod:`.image_input`), publishes
 ``keypoints`` (usn_robust_keypoints_msgs/KeypointArray, the image's header) and ``debug_image``
 (bgr8), and frame counts on ``diagnostics``. A bad frame or a missing model is logged, counted as
-rejected, and the node keeps running.
+rejected, an unexpected error as failed, and the node keeps running. A debug image larger than the
+transport delivers (``max_message_bytes``, :mod:`.transport`) is not published (logged).
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ from sensor_msgs.msg import Image
 from usn_robust_keypoints_msgs.msg import KeypointArray
 
 from .annotate import draw_keypoints
-from .diagnostics import DiagnosticsPublisher, FrameCounters
-from .image_conversion import ImageConversionError, cv2_to_imgmsg, to_detector_frame
+from .diagnostics import ERROR, DiagnosticsPublisher, FrameCounters
+from .image_conversion import ImageConversionError, cv2_to_imgmsg, detector_frame
+from .image_input import describe, subscribe_image
 from .messages import prediction_to_msg
 from .model_loading import load_node_model
 from .qos import image_qos, qos_name_or_default
 from .runtime import spin_node
+from .transport import message_limit_bytes
 
 
 class KeypointDetectorNode(Node):
@@ -36,7 +40,10 @@ class KeypointDetectorNode(Node):
         self.declare_parameter("qos", "sensor_data")
         self.declare_parameter("publish_debug_image", True)
         self.declare_parameter("num_threads", 1)
+        self.declare_parameter("image_transport", "raw")  # raw | compressed (image/compressed)
+        self.declare_parameter("max_message_bytes", 0)
         p = self.get_parameter
+        self._max_bytes = message_limit_bytes(int(p("max_message_bytes").value))
         qos = qos_name_or_default(p("qos").value, self.get_logger())
         torch.set_num_threads(max(1, int(p("num_threads").value)))
         self.counters = FrameCounters()
@@ -46,7 +53,7 @@ class KeypointDetectorNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._kp_pub = self.create_publisher(KeypointArray, "keypoints", 10)
         self._debug_pub = self.create_publisher(Image, "debug_image", image_qos(qos))
-        self.create_subscription(Image, "image", self._on_image, image_qos(qos))
+        subscribe_image(self, self._on_image, image_qos(qos))
         self._diag = DiagnosticsPublisher(self, self.counters)
 
     def _try_load(self, path: str, device: str) -> None:
@@ -55,13 +62,14 @@ class KeypointDetectorNode(Node):
             self.get_logger().info(f"model {self.model.path} on {self.model.device}")
         except ValueError as e:
             self.model = None
-            self.counters.last_error = str(e)
+            self.counters.set_error(str(e))
             self.get_logger().error(f"{e}; every frame is rejected until model_path is fixed")
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         new = {q.name: q.value for q in params}
-        if "qos" in new or "num_threads" in new:
-            return SetParametersResult(successful=False, reason="qos and num_threads are read-only at run time")
+        if {"qos", "num_threads", "image_transport", "max_message_bytes"} & set(new):
+            return SetParametersResult(successful=False, reason="qos, num_threads, image_transport and "
+                                                                "max_message_bytes are read-only at run time")
         if "device" in new and new["device"] not in ("auto", "cpu") and not str(new["device"]).startswith("cuda"):
             return SetParametersResult(successful=False, reason="device must be auto, cpu or cuda")
         if "model_path" in new or "device" in new:
@@ -75,32 +83,47 @@ class KeypointDetectorNode(Node):
                 self.model = model
         return SetParametersResult(successful=True)
 
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg) -> None:
         self.counters.add(received=1)
         with self._lock:
             model = self.model
         if model is None:
-            self._reject(msg, "no model loaded (see model_path)")
+            self._reject(msg, "no model loaded (see model_path)", ERROR)
             return
         try:
-            frame = to_detector_frame(msg)
+            frame, clipped = detector_frame(msg)
             t0 = time.perf_counter()
             pred = model.predict(frame)
             dt = (time.perf_counter() - t0) * 1e3
+            self._kp_pub.publish(prediction_to_msg(pred, model.keypoint_names, msg.header))
+            if self.get_parameter("publish_debug_image").value and self._debug_pub.get_subscription_count():
+                self._publish_debug(cv2_to_imgmsg(draw_keypoints(frame, pred.keypoints, model.keypoint_names),
+                                                  "bgr8", msg.header))
         except (ImageConversionError, ValueError) as e:
             self._reject(msg, str(e))
             return
-        self._kp_pub.publish(prediction_to_msg(pred, model.keypoint_names, msg.header))
-        if self.get_parameter("publish_debug_image").value and self._debug_pub.get_subscription_count():
-            self._debug_pub.publish(cv2_to_imgmsg(draw_keypoints(frame, pred.keypoints, model.keypoint_names),
-                                                  "bgr8", msg.header))
-        self.counters.add(processed=1)
-        self.counters.last_time_ms = dt
+        except Exception as e:  # noqa: BLE001 - a bug must not stop the node: counted, logged, ERROR
+            reason = f"internal error on frame {describe(msg)}: {type(e).__name__}: {e}"
+            self.counters.fail(reason)
+            self.get_logger().error(reason)
+            return
+        if clipped:
+            self.counters.add(clipped=1)
+            self.get_logger().warning(f"frame {describe(msg)}: {clipped} pixels outside [0, 1] clipped",
+                                      throttle_duration_sec=5.0)
+        self.counters.done(dt)
 
-    def _reject(self, msg: Image, reason: str) -> None:
-        self.counters.reject(reason)
-        self.get_logger().error(f"rejected frame {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d} "
-                                f"({msg.encoding}, {msg.width}x{msg.height}): {reason}")
+    def _publish_debug(self, img: Image) -> None:
+        if self._max_bytes is not None and len(img.data) > self._max_bytes:
+            self.get_logger().error(f"debug image {img.width}x{img.height} ({len(img.data)} B) is larger than the "
+                                    f"transport delivers ({self._max_bytes} B, max_message_bytes); not published",
+                                    throttle_duration_sec=10.0)
+            return
+        self._debug_pub.publish(img)
+
+    def _reject(self, msg, reason: str, level: bytes | None = None) -> None:
+        self.counters.reject(reason, *(() if level is None else (level,)))
+        self.get_logger().error(f"rejected frame {describe(msg)}: {reason}")
 
 
 def main(args: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 from usn_robust_keypoints_msgs.msg import CertifiedKeypoints, KeypointArray
 
+from .diagnostics import COUNTS
 from .image_conversion import ImageConversionError, imgmsg_to_cv2
 from .qos import image_qos
 
@@ -82,7 +83,9 @@ class PipelineMonitor(Node):
     def _on_diag(self, msg: DiagnosticArray) -> None:
         with self._lock:
             for s in msg.status:
-                self.diagnostics[s.name.split("/")[-1]] = {kv.key: kv.value for kv in s.values}
+                self.diagnostics[s.name.split("/")[-1]] = {**{kv.key: kv.value for kv in s.values},
+                                                           "level": str(int.from_bytes(s.level, "little")),
+                                                           "message": s.message}
 
     def image(self, key: int) -> np.ndarray | None:
         """The image with stamp ``key`` (ns) if still kept."""
@@ -90,10 +93,10 @@ class PipelineMonitor(Node):
             return self.images.get(key)
 
     def counts(self, node: str) -> dict[str, int]:
-        """Latest received/processed/skipped/rejected counts that ``node`` published."""
+        """Latest frame counts (received, processed, skipped, rejected, failed, clipped) that ``node`` published."""
         with self._lock:
             d = self.diagnostics.get(node, {})
-        return {k: int(d[k]) for k in ("received", "processed", "skipped", "rejected") if k in d}
+        return {k: int(d[k]) for k in COUNTS if k in d}
 
     def image_times_recent(self) -> list[float]:
         """Receive times of the images still kept."""
