@@ -153,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-ms", type=float, default=None, help="certifier budget (default: config)")
     p.add_argument("--out", default="results/bench_ros")
     p.set_defaults(func=_ros_command("cmd_bench_ros"))
+    _ros_bag_and_soak_commands(sub, _ros_command)
     # certification (usn_robust_keypoints.certify)
     p = sub.add_parser("certify", help="certify keypoints of images against brightness/contrast changes")
     p.add_argument("--model", default=None, help="checkpoint (default: the shipped default model)")
@@ -333,6 +334,44 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         with open(args.json, "w") as f:
             json.dump({"model": str(model.path), "set": args.coco or args.set, **ev.to_dict()}, f, indent=1)
     return 0
+
+
+def _ros_bag_and_soak_commands(sub, ros_command) -> None:
+    """certify-bag, record-bag (rosbags, no rclpy) and soak (usn_robust_keypoints.nodes)."""
+    p = sub.add_parser("certify-bag", help="certify every image of a ROS 2 bag topic into a new bag + CSV/JSON/plot")
+    p.add_argument("bag", help="input bag folder (sqlite3 .db3 or mcap); only read")
+    p.add_argument("--topic", required=True, help="sensor_msgs/Image or CompressedImage topic")
+    p.add_argument("--out", help="output bag folder (default: <bag>_certified); report: <out>.csv/.json/.png")
+    p.add_argument("--model", default=None, help="checkpoint (default: the shipped default model)")
+    p.add_argument("--alpha", type=float, default=0.02, help="contrast c in [1-alpha, 1+alpha]")
+    p.add_argument("--beta", type=float, default=0.02, help="brightness b in [-beta, beta]")
+    p.add_argument("--radius", type=float, default=4.0, help="radius in frame pixels")
+    p.add_argument("--backend", default="native", choices=["native", "auto_lirpa"])
+    p.add_argument("--budget-ms", type=float, default=None, help="time budget per frame (default: none)")
+    p.add_argument("--no-margins", action="store_true", help="skip the beta*/alpha* bisection")
+    p.add_argument("--storage", choices=["sqlite3", "mcap"], help="output storage (default: the input's)")
+    p.add_argument("--device", default="cpu", help="auto, cpu or cuda")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.set_defaults(func=ros_command("cmd_certify_bag"))
+    p = sub.add_parser("record-bag", help="write a camera source (photos, folder, video, synthetic) into a ROS 2 bag")
+    p.add_argument("out", help="new bag folder")
+    p.add_argument("--source", default="opencv-doc:left[0-9]*.jpg",
+                   help="opencv-doc:<glob> | image folder/glob | video | synthetic | camera index")
+    p.add_argument("--topic", default="/camera/image_raw", help="image topic (compressed: <topic>/compressed)")
+    p.add_argument("--format", default="raw", choices=["raw", "jpeg", "png"],
+                   help="raw sensor_msgs/Image, or sensor_msgs/CompressedImage")
+    p.add_argument("--storage", default="sqlite3", choices=["sqlite3", "mcap"])
+    p.add_argument("--rate", type=float, default=10.0, help="stamp spacing in Hz")
+    p.add_argument("--frames", type=int, default=0, help="at most this many frames (0 = all; needed for endless sources)")
+    p.set_defaults(func=ros_command("cmd_record_bag"))
+    p = sub.add_parser("soak", help="camera -> detector -> certifier for N minutes with bad frames, a certifier "
+                                    "kill + restart and parameter changes; markdown accounting table")
+    p.add_argument("--minutes", type=float, default=10.0)
+    p.add_argument("--source", default="synthetic", help="camera_source source")
+    p.add_argument("--rate", type=float, default=10.0, help="camera Hz")
+    p.add_argument("--model", default=None, help="checkpoint (default: the nodes' default)")
+    p.add_argument("--out", default="results/soak", help="results folder (soak.md, soak.json, logs/)")
+    p.set_defaults(func=ros_command("cmd_soak"))
 
 
 def main(argv: list[str] | None = None) -> int:
