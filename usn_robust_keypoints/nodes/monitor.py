@@ -47,6 +47,7 @@ class PipelineMonitor(Node):
         self.keypoints: list[Received] = []
         self.certificates: list[Received] = []
         self.diagnostics: dict[str, dict[str, str]] = {}
+        self.diagnostics_times: dict[str, float] = {}
         self.recent_cert_times: deque[float] = deque(maxlen=200)
         self.recent_kp_times: deque[float] = deque(maxlen=200)
         self.create_subscription(Image, "image", self._on_image, image_qos(qos))
@@ -86,6 +87,7 @@ class PipelineMonitor(Node):
                 self.diagnostics[s.name.split("/")[-1]] = {**{kv.key: kv.value for kv in s.values},
                                                            "level": str(int.from_bytes(s.level, "little")),
                                                            "message": s.message}
+                self.diagnostics_times[s.name.split("/")[-1]] = time.time()
 
     def image(self, key: int) -> np.ndarray | None:
         """The image with stamp ``key`` (ns) if still kept."""
@@ -97,6 +99,11 @@ class PipelineMonitor(Node):
         with self._lock:
             d = self.diagnostics.get(node, {})
         return {k: int(d[k]) for k in COUNTS if k in d}
+
+    def diagnostics_time(self, node: str) -> float:
+        """``time.time()`` when the last diagnostics of ``node`` arrived (0 = never)."""
+        with self._lock:
+            return self.diagnostics_times.get(node, 0.0)
 
     def image_times_recent(self) -> list[float]:
         """Receive times of the images still kept."""
