@@ -46,9 +46,10 @@ def params_file(tmp_path_factory):
     return p
 
 
-def _launch(ros2, env, args, log):
+def _launch(ros2, env, args, log, cwd):
+    """`ros2 launch ...` in its own session (process group), as a terminal would run it."""
     return subprocess.Popen([str(ros2), "launch", *args], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True, cwd=log.name.rsplit("/", 1)[0])
+                            start_new_session=True, cwd=cwd)
 
 
 def _stop_group(proc, timeout=40.0) -> tuple[int | None, list[int]]:
@@ -77,7 +78,8 @@ def test_ros2_launch_runs_nodes_messages_flow_and_ctrl_c_exits_0(ros2, params_fi
             camera.start("camera_source", node_command("camera_source", params_file,
                                                        remaps=["image:=/camera/image_raw"]))
         log = open(tmp_path / "launch.log", "w")
-        proc = _launch(ros2, env, [PACKAGE, launch_file, f"params_file:={params_file}"], log)
+        proc = _launch(ros2, env, [PACKAGE, launch_file, f"params_file:={params_file}"]
+                       + (["source:=synthetic"] if launch_file == "demo.launch.py" else []), log, tmp_path)
         try:
             def text():
                 return (tmp_path / "launch.log").read_text()
