@@ -143,27 +143,33 @@ def test_detector_survives_exception_and_counts_clipped_float_images(ros_context
     assert c.snapshot()["clipped"] == "1"
 
 
-def test_oversize_frame_is_not_published_and_says_why(ros_context, tmp_path, monkeypatch):
+def test_frames_beyond_the_shm_segment_warn_and_beyond_max_message_bytes_are_refused(ros_context, tmp_path,
+                                                                                    monkeypatch):
     import cv2
 
     from usn_robust_keypoints.nodes.camera_source import CameraSourceNode
-    from usn_robust_keypoints.nodes.transport import SEGMENT_OVERHEAD_BYTES, message_limit_bytes, shm_segment_bytes
+    from usn_robust_keypoints.nodes.transport import SEGMENT_OVERHEAD_BYTES, SizeCheck, shm_segment_bytes
 
     profile = ROOT / "config" / "fastdds_loopback.xml"
     assert shm_segment_bytes(profile) == 32 * 1024 * 1024
     monkeypatch.setenv("FASTDDS_DEFAULT_PROFILES_FILE", str(profile))
-    assert message_limit_bytes(0) == 32 * 1024 * 1024 - SEGMENT_OVERHEAD_BYTES
-    assert message_limit_bytes(-1) is None and message_limit_bytes(1000) == 1000
+    assert SizeCheck().segment == 32 * 1024 * 1024 - SEGMENT_OVERHEAD_BYTES and SizeCheck().limit is None
+    monkeypatch.delenv("FASTDDS_DEFAULT_PROFILES_FILE")
+    assert SizeCheck().segment is None and SizeCheck().check(10**9, "x") == (True, "")
+    monkeypatch.setenv("FASTDDS_DEFAULT_PROFILES_FILE", str(profile))
     big = tmp_path / "big"
     big.mkdir()
-    cv2.imwrite(str(big / "big.png"), np.zeros((6000, 8000), np.uint8))  # 48 MB mono8: larger than the segment
-    cv2.imwrite(str(big / "small.png"), np.zeros((480, 640), np.uint8))
+    cv2.imwrite(str(big / "a_big.png"), np.zeros((6000, 8000), np.uint8))  # 48 MB mono8: beyond the segment
+    cv2.imwrite(str(big / "b_small.png"), np.zeros((480, 640), np.uint8))
     cam = ros_context(CameraSourceNode, f"source:={big}", "loop:=false")
-    cam._tick()
-    assert cam.published == 0 and cam.counters.rejected == 1
-    assert "larger than the transport delivers" in cam.counters.last_error and "48000000 B" in cam.counters.last_error
-    cam._tick()
-    assert cam.published == 1 and cam.counters.status()[0] == OK
+    cam._tick()  # published, with the warning and the count
+    assert cam.published == 1 and cam.counters.oversize == 1 and cam.counters.rejected == 0
+    limited = ros_context(CameraSourceNode, f"source:={big}", "loop:=false", "max_message_bytes:=40000000")
+    limited._tick()
+    assert limited.published == 0 and limited.counters.rejected == 1
+    assert "48000000 B, larger than max_message_bytes (40000000 B)" in limited.counters.last_error
+    limited._tick()
+    assert limited.published == 1 and limited.counters.status()[0] == OK and limited.counters.oversize == 0
 
 
 BROKEN_BRIDGE = """

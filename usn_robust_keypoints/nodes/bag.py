@@ -238,7 +238,7 @@ def certify_bag(bag: str | Path, topic: str, out: str | Path | None = None, mode
     from tqdm import tqdm
 
     from ..certify import certify
-    from ..certify.api import validate_request
+    from ..certify import validate_request
     from ..certify.results import Status
     from ..model import load_model
 
@@ -248,7 +248,7 @@ def certify_bag(bag: str | Path, topic: str, out: str | Path | None = None, mode
         raise BagError(f"--out {out} would write into the input bag {bag}; choose another folder")
     if out.exists():
         raise BagError(f"{out} exists already; choose another --out (bags are never overwritten)")
-    validate_request(np.zeros((1, 1), np.uint8), alpha, beta, radius, backend, budget_ms)  # before any work
+    validate_request((alpha, beta), radius, backend, budget_ms)  # before any work
     store = typestore()
     msgtype, count, frames = read_image_frames(bag, topic, store)
     net = load_model(model, device=device)

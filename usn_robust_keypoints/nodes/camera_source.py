@@ -5,8 +5,9 @@ chessboard photos), a V4L2 camera (``0``, ``/dev/video0``), a video file, an ima
 glob; frames are published at ``rate`` Hz, looping at the end when ``loop`` is true.
 ``compressed`` (``jpeg`` | ``png``) also publishes ``image/compressed``
 (sensor_msgs/CompressedImage, as image_transport does). ``rate`` and ``paused`` can be changed at
-run time. A frame larger than the transport delivers (``max_message_bytes``, :mod:`.transport`) is
-not published and says so. Published frames are counted on ``diagnostics``.
+run time. A frame larger than the DDS shared-memory segment is published with a warning (counted
+as ``oversize``), one larger than ``max_message_bytes`` (0 = no limit) is not (:mod:`.transport`).
+Published frames are counted on ``diagnostics``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from .image_conversion import COMPRESSED_FORMATS, ImageConversionError, compress
 from .params import as_number, declare_number
 from .qos import IMAGE_QOS_CHOICES, image_qos
 from .runtime import spin_node
-from .transport import message_limit_bytes
+from .transport import SizeCheck
 
 ENCODING_CHOICES = ("auto", "bgr8", "rgb8", "mono8")
 
@@ -70,7 +71,7 @@ class CameraSourceNode(Node):
         p = self.get_parameter
         self.published = 0
         self.counters = FrameCounters()
-        self._max_bytes = message_limit_bytes(int(p("max_message_bytes").value))
+        self._size = SizeCheck(int(p("max_message_bytes").value))
         self._compressed = str(p("compressed").value)
         if self._compressed not in ("",) + COMPRESSED_FORMATS:
             self.get_logger().error(f"compressed must be '', jpeg or png, got {self._compressed!r}; not compressing")
@@ -139,13 +140,14 @@ class CameraSourceNode(Node):
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.header.frame_id = self._frame_id
         self.counters.add(received=1)
-        if self._max_bytes is not None and len(msg.data) > self._max_bytes:
-            reason = (f"frame {msg.width}x{msg.height} {msg.encoding} is {len(msg.data)} B, larger than the "
-                      f"transport delivers ({self._max_bytes} B: the SHM segment_size of the DDS profile, or "
-                      "max_message_bytes); not published. Raise segment_size in the profile or lower the resolution")
-            self.counters.reject(reason)
-            self.get_logger().error(reason, throttle_duration_sec=10.0)
+        publish, problem = self._size.check(len(msg.data), f"frame {msg.width}x{msg.height} {msg.encoding}")
+        if not publish:
+            self.counters.reject(problem)
+            self.get_logger().error(problem, throttle_duration_sec=10.0)
             return
+        if problem:
+            self.counters.add(oversize=1)
+            self.get_logger().warning(problem, throttle_duration_sec=10.0)
         self._image_pub.publish(msg)
         if self._compressed_pub is not None:
             try:

@@ -15,7 +15,6 @@ logged, turns the diagnostics to ERROR, and the worker goes on with the next fra
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from usn_robust_keypoints_msgs.msg import CertifiedKeypoints
 
-from ..certify import BACKENDS, certify
+from ..certify import certify, validate_request
 from .diagnostics import ERROR, DiagnosticsPublisher, FrameCounters
 from .image_conversion import ImageConversionError, detector_frame
 from .image_input import describe, subscribe_image
@@ -51,24 +50,19 @@ class CertifierSettings:
     margins: bool = True
 
     def validate(self) -> None:
-        """Raise ``ValueError`` with the reason when a value is out of range."""
-        if not (math.isfinite(self.alpha) and 0.0 <= self.alpha < 1.0):
-            raise ValueError(f"alpha must be in [0, 1), got {self.alpha}")
-        if not (math.isfinite(self.beta) and 0.0 <= self.beta <= 1.0):
-            raise ValueError(f"beta must be in [0, 1], got {self.beta}")
-        if not (math.isfinite(self.radius) and self.radius > 0.0):
-            raise ValueError(f"radius must be > 0 px, got {self.radius}")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
-        if self.backend == "auto_lirpa":  # refused now, not by every frame in the worker
+        """Raise ``ValueError`` with the reason when a value is out of range (the rules of
+        :func:`usn_robust_keypoints.certify.validate_request`; ``budget_ms`` 0 = no budget) or
+        when the backend cannot run here (auto_lirpa without auto_LiRPA: refused when set, not by
+        every frame in the worker)."""
+        validate_request((self.alpha, self.beta), self.radius, self.backend,
+                         None if self.budget_ms == 0 else self.budget_ms)
+        if self.backend == "auto_lirpa":
             from ..certify.lirpa import import_lirpa
 
             try:
                 import_lirpa()
             except ImportError as e:
                 raise ValueError(f"backend auto_lirpa cannot run here: {e}") from e
-        if not (math.isfinite(self.budget_ms) and self.budget_ms >= 0.0):
-            raise ValueError(f"budget_ms must be >= 0 (0 = no budget), got {self.budget_ms}")
 
 
 def remaining_budget_ms(budget_ms: float, waited_ms: float) -> float | None:

@@ -18,7 +18,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 
 OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
-COUNTS = ("received", "processed", "skipped", "rejected", "failed", "clipped")
+COUNTS = ("received", "processed", "skipped", "rejected", "failed", "clipped", "oversize")
 
 
 @dataclass
@@ -31,6 +31,7 @@ class FrameCounters:
     rejected: int = 0
     failed: int = 0
     clipped: int = 0  # processed 32FC1 frames with values outside [0, 1] (clipped)
+    oversize: int = 0  # published frames larger than the DDS shared-memory segment (see transport.py)
     last_error: str = ""
     last_error_time: float = 0.0  # time.time() of last_error, 0 = never
     last_time_ms: float = 0.0

@@ -5,7 +5,8 @@ Subscribes ``image`` (bgr8, rgb8, mono8; 16UC1 and 32FC1 are scaled to gray) or,
 ``keypoints`` (usn_robust_keypoints_msgs/KeypointArray, the image's header) and ``debug_image``
 (bgr8), and frame counts on ``diagnostics``. A bad frame or a missing model is logged, counted as
 rejected, an unexpected error as failed, and the node keeps running. A debug image larger than the
-transport delivers (``max_message_bytes``, :mod:`.transport`) is not published (logged).
+DDS shared-memory segment is published with a warning, one above ``max_message_bytes`` (0 = no
+limit) is not (:mod:`.transport`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 from usn_robust_keypoints_msgs.msg import KeypointArray
 
-from .annotate import draw_keypoints
+from ..draw import draw_keypoints
 from .diagnostics import ERROR, DiagnosticsPublisher, FrameCounters
 from .image_conversion import ImageConversionError, cv2_to_imgmsg, detector_frame
 from .image_input import describe, subscribe_image
@@ -27,7 +28,7 @@ from .messages import prediction_to_msg
 from .model_loading import load_node_model
 from .qos import image_qos, qos_name_or_default
 from .runtime import spin_node
-from .transport import message_limit_bytes
+from .transport import SizeCheck
 
 
 class KeypointDetectorNode(Node):
@@ -43,7 +44,7 @@ class KeypointDetectorNode(Node):
         self.declare_parameter("image_transport", "raw")  # raw | compressed (image/compressed)
         self.declare_parameter("max_message_bytes", 0)
         p = self.get_parameter
-        self._max_bytes = message_limit_bytes(int(p("max_message_bytes").value))
+        self._size = SizeCheck(int(p("max_message_bytes").value))
         qos = qos_name_or_default(p("qos").value, self.get_logger())
         torch.set_num_threads(max(1, int(p("num_threads").value)))
         self.counters = FrameCounters()
@@ -114,12 +115,12 @@ class KeypointDetectorNode(Node):
         self.counters.done(dt)
 
     def _publish_debug(self, img: Image) -> None:
-        if self._max_bytes is not None and len(img.data) > self._max_bytes:
-            self.get_logger().error(f"debug image {img.width}x{img.height} ({len(img.data)} B) is larger than the "
-                                    f"transport delivers ({self._max_bytes} B, max_message_bytes); not published",
-                                    throttle_duration_sec=10.0)
-            return
-        self._debug_pub.publish(img)
+        publish, problem = self._size.check(len(img.data), f"debug image {img.width}x{img.height}")
+        if problem:
+            log = self.get_logger().warning if publish else self.get_logger().error
+            log(problem, throttle_duration_sec=10.0)
+        if publish:
+            self._debug_pub.publish(img)
 
     def _reject(self, msg, reason: str, level: bytes | None = None) -> None:
         self.counters.reject(reason, *(() if level is None else (level,)))

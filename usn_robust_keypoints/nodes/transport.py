@@ -1,11 +1,12 @@
-"""The largest image message the DDS transport delivers.
+"""Large image messages and the DDS transport.
 
-With the shipped loopback profile (config/fastdds_loopback.xml) Fast DDS moves large messages
-through a shared-memory segment of ``segment_size`` bytes (32 MiB); a message that does not fit
-(e.g. an 8000x6000 mono8 image, 48 MB) is never delivered and no side reports it. The publishing
-nodes therefore check the size first and log a clear error instead. The limit is the node
-parameter ``max_message_bytes``: 0 = the SHM ``segment_size`` of the profile named by
-``FASTDDS_DEFAULT_PROFILES_FILE`` (no check when there is none), a negative value = no check.
+With the shipped loopback profile (config/fastdds_loopback.xml) Fast DDS moves messages up to the
+shared-memory ``segment_size`` (32 MiB) through shared memory; a larger one (e.g. an 8000x6000
+mono8 image, 48 MB) falls back to fragmented UDP on 127.0.0.1: slower, and with best-effort QoS
+frames are lost without either side saying so (measured: docs/ros.md "Large images"). The
+publishing nodes therefore warn (throttled, counted as ``oversize``) when a frame exceeds the SHM
+segment of the active profile, and refuse frames above the ``max_message_bytes`` parameter
+(0 = no hard limit), with a clear log line either way.
 """
 
 from __future__ import annotations
@@ -37,11 +38,20 @@ def shm_segment_bytes(profile: str | Path | None = None) -> int | None:
     return None
 
 
-def message_limit_bytes(parameter: int) -> int | None:
-    """The size limit for the ``max_message_bytes`` parameter value (see the module doc)."""
-    if parameter < 0:
-        return None
-    if parameter > 0:
-        return parameter
-    seg = shm_segment_bytes()
-    return None if seg is None else seg - SEGMENT_OVERHEAD_BYTES
+class SizeCheck:
+    """The size rules for one publisher: ``check(nbytes)`` -> ``(publish?, problem or "")``."""
+
+    def __init__(self, max_message_bytes: int = 0, profile: str | Path | None = None) -> None:
+        self.limit = max_message_bytes if max_message_bytes > 0 else None
+        seg = shm_segment_bytes(profile)
+        self.segment = None if seg is None else seg - SEGMENT_OVERHEAD_BYTES
+
+    def check(self, nbytes: int, what: str) -> tuple[bool, str]:
+        if self.limit is not None and nbytes > self.limit:
+            return False, (f"{what} is {nbytes} B, larger than max_message_bytes ({self.limit} B); not published")
+        if self.segment is not None and nbytes > self.segment:
+            return True, (f"{what} is {nbytes} B, larger than the shared-memory segment of the DDS profile "
+                          f"({self.segment} B usable): Fast DDS sends it over fragmented UDP, slowly and, with "
+                          "best-effort QoS, with silent losses. Raise segment_size in the profile, lower the "
+                          "resolution, or set max_message_bytes to refuse such frames")
+        return True, ""
