@@ -5,8 +5,9 @@ doubles, one refused value, a camera rate change), and a certifier SIGKILL + res
 Accounting: before the kill and at the end the camera is paused (``paused`` parameter) until every
 node's counters are settled, so each frame a node received is processed, skipped, rejected or
 failed; ``unaccounted`` is what is left. ``lost`` = frames published on the topic that a node never
-received (DDS). RSS is read from /proc after the warm-up and at the end (the certifier's start is
-that of the instance running at the end). Writes ``soak.md`` (the table) and ``soak.json``."""
+received (DDS). RSS is read from /proc every 15 s; growth is from the warm value (the first
+sample >= min(60 s, 20 % of the run) after the process started; for the certifier, the instance
+running at the end) to the end. Writes ``soak.md`` (the table) and ``soak.json`` (RSS samples too)."""
 
 from __future__ import annotations
 
@@ -32,11 +33,49 @@ NODES = ("camera_source", "keypoint_detector", "certifier")
 
 
 def rss_mb(pid: int) -> float:
-    """Resident set size of process ``pid`` in MB (Linux /proc)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    """Resident set size of process ``pid`` in MB (Linux /proc; NaN when it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return float("nan")
+    for line in status.splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024.0
     return float("nan")
+
+
+class RssLog:
+    """RSS of every node process every ``period_s``; the warm value of a process is its first
+    sample at least ``warm_s`` after it started (allocator and model warm-up), else its last."""
+
+    def __init__(self, procs, warm_s: float, period_s: float = 15.0) -> None:
+        self.procs, self.warm_s, self.period_s = procs, warm_s, period_s
+        self.t0 = time.monotonic()
+        self.started = {n: 0.0 for n in NODES}
+        self.samples: dict[str, list[tuple[float, int, float]]] = {n: [] for n in NODES}
+        self.next = self.t0
+
+    def sample(self, node: str) -> float:
+        pid = self.procs.procs[node].pid
+        mb = rss_mb(pid)
+        self.samples[node].append((round(time.monotonic() - self.t0, 1), pid, round(mb, 1)))
+        return mb
+
+    def tick(self) -> None:
+        if time.monotonic() >= self.next:
+            for n in NODES:
+                self.sample(n)
+            self.next += self.period_s
+
+    def restarted(self, node: str) -> None:
+        self.started[node] = time.monotonic() - self.t0
+        self.sample(node)
+
+    def warm(self, node: str) -> float:
+        pid = self.procs.procs[node].pid
+        mine = [(t, mb) for t, p, mb in self.samples[node] if p == pid]
+        later = [mb for t, mb in mine if t >= self.started[node] + self.warm_s]
+        return later[0] if later else mine[-1][1]
 
 
 def bad_frames() -> list[tuple[str, Image, bool]]:
@@ -152,9 +191,8 @@ def run_soak(minutes: float = 10.0, source: str = "synthetic", rate: float = 10.
                 time.sleep(0.2)
             if not mon.certificates:
                 raise RuntimeError(f"no certificate within 120 s (nodes exited: {procs.dead()}; logs in {out / 'logs'})")
-            time.sleep(3.0)
-            rss0 = {n: rss_mb(procs.procs[n].pid) for n in NODES}
-            log(f"warm: RSS {', '.join(f'{n} {v:.0f} MB' for n, v in rss0.items())}")
+            rss = RssLog(procs, warm_s=min(60.0, 0.2 * seconds))
+            log(f"first certificate; RSS {', '.join(f'{n} {rss.sample(n):.0f} MB' for n in NODES)}")
             bad = bad_frames()
             plan = [(0.2, "params"), (0.35, "camera_rate"), (0.5, "kill"), (0.7, "params2"), (0.8, "refused")]
             t0 = time.monotonic()
@@ -164,6 +202,7 @@ def run_soak(minutes: float = 10.0, source: str = "synthetic", rate: float = 10.
                 if procs.dead():
                     log(f"CRASH: {procs.dead()}")
                     break
+                rss.tick()
                 if now >= next_bad:
                     kind, msg, rejected = bad[i % len(bad)]
                     driver.send(msg, rejected)
@@ -202,11 +241,11 @@ def run_soak(minutes: float = 10.0, source: str = "synthetic", rate: float = 10.
                         driver.set("camera_source", paused=False)
                         log(f"certifier restarted in {time.time() - t_kill:.1f} s (pid {procs.procs['certifier'].pid}); "
                             "camera resumed")
-                        time.sleep(3.0)  # the new instance's warm RSS
-                        rss0["certifier"] = rss_mb(procs.procs["certifier"].pid)
+                        rss.restarted("certifier")
                 time.sleep(0.05)
             crashed = procs.dead()
-            rss1 = {n: (rss_mb(procs.procs[n].pid) if n not in crashed else float("nan")) for n in NODES}
+            rss1 = {n: (rss.sample(n) if n not in crashed else float("nan")) for n in NODES}
+            rss0 = {n: rss.warm(n) for n in NODES}
             driver.set("camera_source", paused=True)
             final = _settle(mon, NODES)
             log(f"camera paused, final counts: {final}")
@@ -220,7 +259,8 @@ def run_soak(minutes: float = 10.0, source: str = "synthetic", rate: float = 10.
     (out / "soak.md").write_text(table + "\n")
     (out / "soak.json").write_text(json.dumps({"minutes": minutes, "source": source, "rate": rate,
                                                "model": model_path.name, "crashed": crashed, "ok": ok,
-                                               "bad_frames_sent": driver.sent, "rows": rows, "events": events},
+                                               "bad_frames_sent": driver.sent, "rows": rows, "events": events,
+                                               "rss_mb": rss.samples},
                                               indent=1))
     print(f"[soak] {'OK' if ok else 'FAILED'}: wrote {out / 'soak.md'}", flush=True)
     return 0 if ok else 1
@@ -257,5 +297,7 @@ def markdown(rows: list[dict], sent: dict[str, int], minutes: float, source: str
     lines.append("")
     lines.append(f"Interleaved bad frames: {sent['rejected'] + sent['processed']} sent by the soak ({sent['rejected']} "
                  f"to be rejected, {sent['processed']} 32FC1 > 1 to be processed with clipping) on top of the "
-                 "camera's frames; camera_source rows: received = frames read, processed = published.")
+                 "camera's frames; camera_source rows: received = frames read, processed = published. RSS warm = "
+                 "the first sample (every 15 s) >= min(60 s, 20 % of the run) after the first certificate "
+                 "(certifier: after its restart).")
     return "\n".join(lines)
