@@ -16,6 +16,25 @@ ROOT = Path(__file__).resolve().parents[1]
 ROS2_LAUNCH_DIRS = (ROOT.parent / "shared" / "ros2-launch", Path("/work/shared/ros2-launch"))
 
 
+BROKEN_LAUNCH_EDITS = {  # kind: (text of demo.launch.py, its broken replacement, words of the ros2 launch error)
+    "remapping_typo": ('remappings=[("image", image), ("camera_info"', 'remapping=[("image", image), ("camera_info"',
+                       "remapping"),
+    "undeclared_argument": ('image = LaunchConfiguration("image")', 'image = LaunchConfiguration("imgae")', "imgae"),
+    "parameters_not_a_list": ('parameters=[params_file], remappings=[("image", image)], output="screen"),\n'
+                              '        Node(package=PACKAGE, executable="certifier"',
+                              'parameters=params_file, remappings=[("image", image)], output="screen"),\n'
+                              '        Node(package=PACKAGE, executable="certifier"', "parameters"),
+}
+
+
+def broken_launch_file(kind: str) -> str:
+    """demo.launch.py with one of the :data:`BROKEN_LAUNCH_EDITS` (real `ros2 launch` rejects each)."""
+    old, new, _ = BROKEN_LAUNCH_EDITS[kind]
+    src = (ROOT / "launch" / "demo.launch.py").read_text()
+    assert src.count(old) == 1, f"demo.launch.py changed: update the {kind} edit"
+    return src.replace(old, new)
+
+
 def wait_for(cond, timeout: float, what) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

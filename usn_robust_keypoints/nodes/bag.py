@@ -203,11 +203,8 @@ def _stamp_ns(header) -> int:
 
 def _to_msgs(store, pred, names, cert, header, model_name: str):
     """Library results -> rosbags KeypointArray and CertifiedKeypoints (the fields of nodes/messages.py)."""
-    from ..certify.results import Status
-
     t = store.types
-    kc = t[f"{MSG_PACKAGE}/msg/KeypointCertificate"]
-    codes = {Status.CERTIFIED: kc.CERTIFIED, Status.NOT_CERTIFIED: kc.NOT_CERTIFIED, Status.UNKNOWN: kc.UNKNOWN}
+    kc = t[f"{MSG_PACKAGE}/msg/KeypointCertificate"]  # status constants named as the Status members
     kp = t[KEYPOINTS](header=header, image_width=pred.geometry.frame_width, image_height=pred.geometry.frame_height,
                       keypoints=[t[f"{MSG_PACKAGE}/msg/Keypoint"](name=n, x=float(xy[0]), y=float(xy[1]), score=float(s))
                                  for n, xy, s in zip(names, pred.keypoints, pred.scores)])
@@ -215,7 +212,7 @@ def _to_msgs(store, pred, names, cert, header, model_name: str):
                       backend=str(cert.backend), time_ms=float(cert.time_ms), frame_width=int(cert.frame_width),
                       frame_height=int(cert.frame_height), model_name=model_name,
                       keypoints=[kc(index=int(k.index), name=k.name, x=float(k.x), y=float(k.y), score=float(k.score),
-                                    certified=bool(k.certified), status=codes[k.status],
+                                    certified=bool(k.certified), status=getattr(kc, k.status.name),
                                     certified_radius=float(k.certified_radius), beta_star=float(k.beta_star),
                                     alpha_star=float(k.alpha_star), time_ms=float(k.time_ms))
                                  for k in cert.keypoints])
