@@ -90,7 +90,7 @@ def run_bench(frames: int = 5, rate: float = 5.0, out_dir: str | Path = "results
 
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    rows = {q: measure(q, frames=frames, rate=rate, log_dir=out / "ros") for q in ("sensor_data", "reliable")}
+    rows = {q: measure(q, frames=frames, rate=rate, log_dir=out / "logs") for q in ("sensor_data", "reliable")}
     seg = shm_segment_bytes(Path(__file__).resolve().parents[2] / "config" / "fastdds_loopback.xml")
     lines = [f"mono8 images through config/fastdds_loopback.xml (SHM segment {seg} B = {seg / 2**20:g} MiB), "
              f"{frames} frames per size at {rate:g} Hz, publisher and subscriber in two processes; received / sent:",
