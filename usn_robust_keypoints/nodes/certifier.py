@@ -28,9 +28,9 @@ from rclpy.node import Node
 from usn_robust_keypoints_msgs.msg import CertifiedKeypoints
 
 from ..certify import certify, validate_request
-from .diagnostics import ERROR, DiagnosticsPublisher, FrameCounters
+from .diagnostics import ERROR, WARN, DiagnosticsPublisher, FrameCounters, clipped_frame, fail_frame, reject_frame
 from .image_conversion import ImageConversionError, detector_frame
-from .image_input import describe, subscribe_image
+from .image_input import subscribe_image
 from .messages import certificate_to_msg
 from .model_loading import load_node_model
 from .params import as_number, declare_number
@@ -162,9 +162,7 @@ class CertifierNode(Node):
             self._fail(msg, e)
             return
         if clipped:
-            self.counters.add(clipped=1)
-            self.get_logger().warning(f"frame {describe(msg)}: {clipped} pixels outside [0, 1] clipped",
-                                      throttle_duration_sec=5.0)
+            clipped_frame(self, self.counters, msg, clipped)
         with self._lock:
             if self._latest is not None:
                 self.counters.add(skipped=1)
@@ -205,14 +203,11 @@ class CertifierNode(Node):
                 continue
             self.counters.done(dt)
 
-    def _reject(self, msg, reason: str, level: bytes | None = None) -> None:
-        self.counters.reject(reason, *(() if level is None else (level,)))
-        self.get_logger().error(f"rejected frame {describe(msg)}: {reason}")
+    def _reject(self, msg, reason: str, level: bytes = WARN) -> None:
+        reject_frame(self, self.counters, msg, reason, level)
 
     def _fail(self, msg, error: Exception) -> None:
-        reason = f"internal error on frame {describe(msg)}: {type(error).__name__}: {error}"
-        self.counters.fail(reason)
-        self.get_logger().error(reason)
+        fail_frame(self, self.counters, msg, error)
 
     def close(self) -> None:
         """Stop the worker thread (called before ``destroy_node``)."""

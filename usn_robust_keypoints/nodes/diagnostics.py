@@ -108,3 +108,29 @@ class DiagnosticsPublisher:
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self._node.get_clock().now().to_msg()
         self._pub.publish(msg)
+
+
+def reject_frame(node: Node, counters: FrameCounters, msg, reason: str, level: bytes = WARN) -> None:
+    """Count the rejected image ``msg`` (Image or CompressedImage) and log why (the node keeps running)."""
+    from .image_input import describe
+
+    counters.reject(reason, level)
+    node.get_logger().error(f"rejected frame {describe(msg)}: {reason}")
+
+
+def fail_frame(node: Node, counters: FrameCounters, msg, error: Exception) -> None:
+    """Count an unexpected error while processing ``msg`` as failed (ERROR) and log it."""
+    from .image_input import describe
+
+    reason = f"internal error on frame {describe(msg)}: {type(error).__name__}: {error}"
+    counters.fail(reason)
+    node.get_logger().error(reason)
+
+
+def clipped_frame(node: Node, counters: FrameCounters, msg, pixels: int) -> None:
+    """Count a float frame whose values outside [0, 1] were clipped and warn (throttled)."""
+    from .image_input import describe
+
+    counters.add(clipped=1)
+    node.get_logger().warning(f"frame {describe(msg)}: {pixels} pixels outside [0, 1] clipped",
+                              throttle_duration_sec=5.0)

@@ -21,9 +21,9 @@ from sensor_msgs.msg import Image
 from usn_robust_keypoints_msgs.msg import KeypointArray
 
 from ..draw import draw_keypoints
-from .diagnostics import ERROR, DiagnosticsPublisher, FrameCounters
+from .diagnostics import ERROR, WARN, DiagnosticsPublisher, FrameCounters, clipped_frame, fail_frame, reject_frame
 from .image_conversion import ImageConversionError, cv2_to_imgmsg, detector_frame
-from .image_input import describe, subscribe_image
+from .image_input import subscribe_image
 from .messages import prediction_to_msg
 from .model_loading import load_node_model
 from .qos import image_qos, qos_name_or_default
@@ -104,14 +104,10 @@ class KeypointDetectorNode(Node):
             self._reject(msg, str(e))
             return
         except Exception as e:  # noqa: BLE001 - a bug must not stop the node: counted, logged, ERROR
-            reason = f"internal error on frame {describe(msg)}: {type(e).__name__}: {e}"
-            self.counters.fail(reason)
-            self.get_logger().error(reason)
+            fail_frame(self, self.counters, msg, e)
             return
         if clipped:
-            self.counters.add(clipped=1)
-            self.get_logger().warning(f"frame {describe(msg)}: {clipped} pixels outside [0, 1] clipped",
-                                      throttle_duration_sec=5.0)
+            clipped_frame(self, self.counters, msg, clipped)
         self.counters.done(dt)
 
     def _publish_debug(self, img: Image) -> None:
@@ -122,9 +118,8 @@ class KeypointDetectorNode(Node):
         if publish:
             self._debug_pub.publish(img)
 
-    def _reject(self, msg, reason: str, level: bytes | None = None) -> None:
-        self.counters.reject(reason, *(() if level is None else (level,)))
-        self.get_logger().error(f"rejected frame {describe(msg)}: {reason}")
+    def _reject(self, msg, reason: str, level: bytes = WARN) -> None:
+        reject_frame(self, self.counters, msg, reason, level)
 
 
 def main(args: list[str] | None = None) -> int:
