@@ -111,6 +111,7 @@ def _bad_bag(path: Path, storage: str) -> None:
         c3 = w.add_connection("/chatter", "std_msgs/msg/String", typestore=store)
         for i, m in enumerate(raws):
             w.write(c1, 10**9 * (i + 1), store.serialize_cdr(m, bagmod.IMAGE))
+        w.write(c1, 10**9 * 9, b"\x00\x01\x00\x00garbage")  # a message that does not deserialise
         for i, m in enumerate(comp):
             w.write(c2, 10**9 * (i + 1), store.serialize_cdr(m, bagmod.COMPRESSED))
         w.write(c3, 10**9, store.serialize_cdr(t["std_msgs/msg/String"](data="hi"), "std_msgs/msg/String"))
@@ -121,10 +122,11 @@ def test_bad_frames_are_rejected_with_the_nodes_reasons(tmp_path, storage):
     src = tmp_path / "bad"
     _bad_bag(src, storage)
     s = certify_bag(src, "/raw", tmp_path / "raw_out", budget_ms=100.0, margins=False, progress=False)
-    assert (s["frames"], s["certified_frames"]) == (4, 1)
+    assert (s["frames"], s["certified_frames"]) == (5, 1)
     reasons = [f["reason"] for f in json.loads((tmp_path / "raw_out.json").read_text())["frames"]]
     assert "unsupported encoding" in reasons[0] and reasons[1] == ""
     assert "step" in reasons[2] and "expected step x height" in reasons[3]
+    assert "does not deserialise as sensor_msgs/msg/Image" in reasons[4]
     s = certify_bag(src, "/raw/compressed", tmp_path / "c_out", budget_ms=100.0, margins=False, progress=False)
     assert (s["frames"], s["certified_frames"]) == (5, 1)
     reasons = [f["reason"] for f in json.loads((tmp_path / "c_out.json").read_text())["frames"]]
