@@ -153,9 +153,8 @@ class CameraSourceNode(Node):
             try:
                 data = compress(array if encoding != "rgb8" else np.ascontiguousarray(array[:, :, ::-1]),
                                 self._compressed)
-                self._compressed_pub.publish(CompressedImage(header=msg.header, format=f"{encoding}; {self._compressed} "
-                                                             f"compressed {'mono8' if array.ndim == 2 else 'bgr8'}",
-                                                             data=data))
+                fmt = f"{encoding}; {self._compressed} compressed {'mono8' if array.ndim == 2 else 'bgr8'}"
+                self._compressed_pub.publish(CompressedImage(header=msg.header, format=fmt, data=data))
             except ImageConversionError as e:
                 self.get_logger().error(str(e), throttle_duration_sec=10.0)
         self._info_pub.publish(camera_info(msg.header, msg.width, msg.height))

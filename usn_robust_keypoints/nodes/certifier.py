@@ -1,6 +1,7 @@
 """``certifier`` node: images -> ``CertifiedKeypoints`` (per-keypoint certified margins).
 
-Subscribes ``image`` (or ``image/compressed``, see :mod:`.image_input`), rejects bad frames at once, and keeps only the latest good frame: a worker thread certifies it within
+Subscribes ``image`` (or ``image/compressed``, see :mod:`.image_input`), rejects bad frames at
+once, and keeps only the latest good frame: a worker thread certifies it within
 ``budget_ms`` while newer frames replace older unprocessed ones, which are counted as skipped —
 so the certifier never slows down the camera or the detector (run it as its own node/process).
 The budget counts from the frame's arrival: time a frame waited for the worker is taken out of its

@@ -26,8 +26,9 @@ def subscribe_image(node: Node, callback: Callable, qos: QoSProfile) -> str:
         transport, topic = "compressed", base
     else:
         topic = base + "/compressed" if transport == "compressed" else base
-    node.create_subscription(CompressedImage if transport == "compressed" else Image, topic, callback, qos)
-    node.get_logger().info(f"subscribed to {topic} ({'sensor_msgs/CompressedImage' if transport == 'compressed' else 'sensor_msgs/Image'})")
+    kind = CompressedImage if transport == "compressed" else Image
+    node.create_subscription(kind, topic, callback, qos)
+    node.get_logger().info(f"subscribed to {topic} (sensor_msgs/{kind.__name__})")
     return topic
 
 

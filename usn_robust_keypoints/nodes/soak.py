@@ -111,8 +111,10 @@ class Driver:
         self.sent["rejected" if rejected else "processed"] += 1
 
     def set(self, node: str, **params) -> list[tuple[bool, str]]:
-        kinds = {bool: (ParameterType.PARAMETER_BOOL, "bool_value"), int: (ParameterType.PARAMETER_INTEGER, "integer_value"),
-                 float: (ParameterType.PARAMETER_DOUBLE, "double_value"), str: (ParameterType.PARAMETER_STRING, "string_value")}
+        kinds = {bool: (ParameterType.PARAMETER_BOOL, "bool_value"),
+                 int: (ParameterType.PARAMETER_INTEGER, "integer_value"),
+                 float: (ParameterType.PARAMETER_DOUBLE, "double_value"),
+                 str: (ParameterType.PARAMETER_STRING, "string_value")}
         client = self.clients[node]
         if not client.wait_for_service(timeout_sec=20.0):
             raise RuntimeError(f"{node} offers no set_parameters service")
