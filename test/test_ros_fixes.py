@@ -71,6 +71,26 @@ def test_integers_accepted_for_double_parameters_at_start_up_and_run_time(ros_co
     assert res.successful and abs(cam._timer.timer_period_ns - 5e7) < 1
 
 
+def test_integers_in_a_params_yaml_for_doubles(tmp_path, monkeypatch):
+    """`radius: 6` in a params file (as users write it) starts the certifier (it crashed before)."""
+    import yaml
+
+    from usn_robust_keypoints.nodes.certifier import CertifierNode
+
+    monkeypatch.setenv("ROS_LOG_DIR", str(tmp_path / "ros"))
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump({"certifier": {"ros__parameters": {"radius": 6, "budget_ms": 200, "alpha": 0}}}))
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, args=["--ros-args", "--params-file", str(f)])
+    node = CertifierNode(context=ctx)
+    try:
+        assert (node.settings.radius, node.settings.budget_ms, node.settings.alpha) == (6.0, 200.0, 0.0)
+    finally:
+        node.close()
+        node.destroy_node()
+        ctx.try_shutdown()
+
+
 def test_unrunnable_backend_refused_at_parameter_time(ros_context):
     try:
         import auto_LiRPA  # noqa: F401
