@@ -324,8 +324,8 @@ def test_shipped_model_sound(name: str) -> None:
 
 
 def test_thorough_splitting_proves_what_the_early_stop_gives_up() -> None:
-    """A detector fine-tuned against random ±0.02 sub-boxes of the ±0.1 box (README, "Random
-    sub-box training"): at ±0.1 the default certifier gives up after one split on this scene, the
+    """A detector fine-tuned against random ±0.02 sub-boxes of the ±0.1 box (docs/training.md,
+    "Certifiability training"): at ±0.1 the default certifier gives up after one split on this scene, the
     thorough one proves its keypoints at depth 3, and every sampled argmax stays within r*."""
     from pathlib import Path
 
