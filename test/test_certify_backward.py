@@ -11,7 +11,7 @@ from torch import nn
 from usn_robust_keypoints.certify import Status, certify
 from usn_robust_keypoints.certify.backward import backward_margins
 from usn_robust_keypoints.certify.bounds import bound_layers, propagate
-from usn_robust_keypoints.certify.native import _bound_requirements, _valid_cells, frame_context, new_job
+from usn_robust_keypoints.certify.native import frame_context
 from usn_robust_keypoints.model import DetectorConfig, HeatmapDetector, KeypointModel
 from usn_robust_keypoints.model.preprocess import FrameGeometry, decode_heatmaps
 from usn_robust_keypoints.perturbation import apply_perturbation

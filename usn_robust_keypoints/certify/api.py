@@ -5,10 +5,13 @@ Semantics (all distances in pixels of the frame the caller passed):
 - status at ``(alpha, beta, radius)``: ``CERTIFIED`` iff for every ``theta = (c, b)`` with
   ``c in [1-alpha, 1+alpha]``, ``b in [-beta, beta]`` the argmax cell of the keypoint's heatmap on
   ``clip(c * x0 + b, 0, 1)`` has its centre within ``radius`` of the nominal argmax cell's centre
-  (``x0`` = the pre-processed frame, exactly as :meth:`KeypointModel.predict`). ``NOT_CERTIFIED``:
-  a counter-example was found or the bounds could not prove it; ``UNKNOWN``: the budget ran out.
-- ``certified_radius`` r*: the smallest radius proven over the whole box (the distance of the
-  farthest heatmap cell the argmax can still reach according to the bounds).
+  (``x0`` = the pre-processed frame, exactly as :meth:`KeypointModel.predict`). Otherwise
+  ``REFUTED`` (a θ was found that moves the argmax farther: ``counterexample``), ``OPEN`` (the
+  search stopped undecided: depth or memory cap), ``UNKNOWN`` (the budget ran out);
+  ``NOT_CERTIFIED`` only from the ``auto_lirpa`` backend (bounds alone, no search).
+- ``certified_radius`` r*: the radius proven over the whole box when certified (at most
+  ``radius``: the distance of the farthest heatmap cell the argmax can still reach according to
+  the bounds), ``inf`` otherwise.
 - ``beta_star``: largest brightness-only margin (``c = 1``, ``b in [-beta*, beta*]``) proven at
   ``radius``; ``alpha_star``: largest contrast-only margin (``b = 0``). Both by bisection, only
   values that were proven; 0.0 when none was, ``nan`` when the budget ran out before.
@@ -24,11 +27,12 @@ import torch
 
 from ..model.keypoint_model import KeypointModel
 from ..perturbation import PerturbationBox
-from .native import FrameContext, frame_context, new_job, solve
+from .native import MAX_DEPTH, FrameContext, KeypointResult, WarmStart, frame_context, search
 from .results import FrameCertificate, KeypointCertificate, Status
 
 BACKENDS = ("native", "auto_lirpa")
-MAX_DEPTH = 5  # at most 4**5 sub-boxes per keypoint for a 2-D box
+STATUS = {"proven": Status.CERTIFIED, "refuted": Status.REFUTED, "open": Status.OPEN, "unknown": Status.UNKNOWN,
+          "exhausted": Status.NOT_CERTIFIED}  # exhausted: bound-only verdict of the auto_lirpa backend
 MARGIN_DEPTH = 3  # at most 2**3 sub-boxes per bisection step of a 1-D margin
 MARGIN_STEPS = 4
 MARGIN_CAP = 0.5  # largest beta* / alpha* searched
@@ -55,17 +59,16 @@ def validate_request(image: np.ndarray, alpha: float, beta: float, radius: float
 def certify(model: KeypointModel, image: np.ndarray, alpha: float = 0.02, beta: float = 0.02,
             radius: float = 4.0, backend: str = "native", budget_ms: float | None = None,
             margins: bool = True, method: str = "CROWN", max_depth: int | None = None,
-            backward: bool = True, thorough: bool = False) -> FrameCertificate:
+            backward: bool = True, warm_start: WarmStart | None = None) -> FrameCertificate:
     """Certify every keypoint of ``image`` (uint8 gray/BGR, any size) against
     ``clip(c*x + b, 0, 1)``, ``c in [1-alpha, 1+alpha]``, ``b in [-beta, beta]`` at ``radius``
     frame pixels. ``budget_ms`` bounds the time (undecided keypoints become ``UNKNOWN``);
     ``margins=False`` skips the beta*/alpha* bisection. ``method`` selects the auto_LiRPA
     method (IBP, CROWN, alpha-CROWN) for ``backend="auto_lirpa"``; ``max_depth`` caps the native
-    box splitting (0 = one bound pass over the whole box; default :data:`MAX_DEPTH`); ``backward=False``
-    disables the backward refinement of undecided spec rows (forward bounds + splitting only).
-    ``thorough=True`` keeps splitting every failing sub-box down to ``max_depth`` instead of giving
-    up on keypoints that look hopeless after one split or need more than ``native.MAX_LEAVES`` sub-boxes: for offline
-    evaluation at large boxes (seconds per frame; use a small ``max_depth``)."""
+    branch and bound (splits per sub-box, 0 = one bound pass over the whole box; default
+    :data:`.native.MAX_DEPTH`); ``backward=False`` disables the backward bounds (forward bounds +
+    branch and bound only). ``warm_start`` (a :class:`.native.WarmStart`, one per stream) starts
+    from the previous frame's partition of the box and is updated with this frame's."""
     validate_request(image, alpha, beta, radius, backend, budget_ms)
     t0 = time.perf_counter()
     deadline = math.inf if budget_ms is None else t0 + budget_ms / 1000.0
@@ -76,23 +79,26 @@ def certify(model: KeypointModel, image: np.ndarray, alpha: float = 0.02, beta: 
         from .lirpa import certify_lirpa
 
         rstar, states, times = certify_lirpa(ctx, alpha, beta, radius, method)
+        results = [KeypointResult(state=st, rstar=r if st == "proven" else math.inf, time_s=t)
+                   for r, st, t in zip(rstar, states, times)]
         beta_star = alpha_star = [math.nan] * len(names)
     else:
-        rstar, states, times = _certify_box(ctx, (1 - alpha, 1 + alpha, -beta, beta), radius, deadline,
-                                           MAX_DEPTH if max_depth is None else max_depth, backward, thorough)
+        found = search(ctx, (1 - alpha, 1 + alpha, -beta, beta), radius, deadline,
+                       MAX_DEPTH if max_depth is None else max_depth, backward, warm=warm_start)
+        results = [found[k] for k in range(len(names))]
         beta_star = alpha_star = [math.nan] * len(names)
         if margins:
-            proven = [s == "proven" for s in states]
+            proven = [r.state == "proven" for r in results]
             beta_star = _bisect(ctx, radius, deadline, [beta if p else 0.0 for p in proven], "beta")
             alpha_star = _bisect(ctx, radius, deadline, [alpha if p else 0.0 for p in proven], "alpha")
     hm_scores = _scores(ctx)
     xy = geo.input_to_frame(np.stack([(ctx.cells[:, 1] + 0.5) * ctx.plan.stride - 0.5,
                                       (ctx.cells[:, 0] + 0.5) * ctx.plan.stride - 0.5], axis=1))
     kps = [KeypointCertificate(index=k, name=names[k], x=float(xy[k, 0]), y=float(xy[k, 1]),
-                               score=float(hm_scores[k]), status=_status(states[k]), radius=float(radius),
-                               certified_radius=rstar[k], beta_star=beta_star[k], alpha_star=alpha_star[k],
-                               time_ms=1000.0 * times[k])
-           for k in range(len(names))]
+                               score=float(hm_scores[k]), status=STATUS[r.state], radius=float(radius),
+                               certified_radius=r.rstar, beta_star=beta_star[k], alpha_star=alpha_star[k],
+                               time_ms=1000.0 * r.time_s, counterexample=r.counterexample)
+           for k, r in enumerate(results)]
     return FrameCertificate(alpha=alpha, beta=beta, radius=float(radius), backend=backend, keypoints=kps,
                             time_ms=1000.0 * (time.perf_counter() - t0), frame_width=geo.frame_width,
                             frame_height=geo.frame_height)
@@ -102,19 +108,6 @@ def _scores(ctx: FrameContext) -> np.ndarray:
     with torch.no_grad():
         hm = ctx.detector(ctx.x0)[0].flatten(1)
     return hm.max(dim=1).values.cpu().numpy()
-
-
-def _status(state: str) -> Status:
-    return {"proven": Status.CERTIFIED, "unknown": Status.UNKNOWN}.get(state, Status.NOT_CERTIFIED)
-
-
-def _certify_box(ctx: FrameContext, box: tuple[float, float, float, float], radius: float, deadline: float,
-                 max_depth: int, backward: bool = True,
-                 thorough: bool = False) -> tuple[list[float], list[str], list[float]]:
-    """r*, state and seconds per keypoint for one box at one radius."""
-    jobs = [new_job(k, box, radius, ctx.x0.device, ctx.x0.dtype) for k in range(ctx.dist.shape[0])]
-    solve(ctx, jobs, deadline, max_depth, backward, thorough)
-    return [j.certified_radius for j in jobs], [j.state for j in jobs], [j.time_s for j in jobs]
 
 
 def _bisect(ctx: FrameContext, radius: float, deadline: float, lo: list[float], which: str) -> list[float]:
@@ -128,16 +121,19 @@ def _bisect(ctx: FrameContext, radius: float, deadline: float, lo: list[float], 
         boxes = [(1.0, 1.0, -m, m) if which == "beta" else (1.0 - m, 1.0 + m, 0.0, 0.0) for m in mids]
         if time.perf_counter() + ctx.box_seconds * len(set(boxes)) > deadline:
             break  # out of budget, or the first bound pass of this step would overrun it
-        jobs = [new_job(k, boxes[k], radius, ctx.x0.device, ctx.x0.dtype) for k in range(len(lo)) if lo[k] < hi[k]]
-        if not jobs:
+        todo = [k for k in range(len(lo)) if lo[k] < hi[k]]
+        if not todo:
             break
-        solve(ctx, jobs, deadline, MARGIN_DEPTH)
-        for j in jobs:
-            if j.state == "unknown":
-                continue
-            tried[j.k] = True
-            if j.state == "proven":
-                lo[j.k] = mids[j.k]
-            else:
-                hi[j.k] = mids[j.k]
+        for box in dict.fromkeys(boxes[k] for k in todo):  # keypoints with the same box share the search
+            if time.perf_counter() + ctx.box_seconds > deadline:
+                break
+            found = search(ctx, box, radius, deadline, MARGIN_DEPTH, keypoints=[k for k in todo if boxes[k] == box])
+            for k, r in found.items():
+                if r.state == "unknown":
+                    continue
+                tried[k] = True
+                if r.state == "proven":
+                    lo[k] = mids[k]
+                else:
+                    hi[k] = mids[k]
     return [l if (t or l > 0) else math.nan for l, t in zip(lo, tried)]
