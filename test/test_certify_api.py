@@ -123,8 +123,8 @@ def test_lirpa_backend_sound_and_agrees(model, image, method) -> None:
         ys = (((idx[:, k] // w) + 0.5) * s - 0.5 + 0.5) * geo.scale[1] - 0.5
         d = torch.hypot(xs.double() - a.x, ys.double() - a.y).max()
         assert a.certified_radius >= float(d) - 1e-6
-        if a.certified and b.status is Status.NOT_CERTIFIED:
-            assert b.certified_radius > 6.0  # native never refutes what auto_LiRPA proves
+        if a.certified:
+            assert b.status is not Status.REFUTED  # native never refutes what auto_LiRPA proves
 
 
 def test_bench_certify_keeps_checkpoints_with_the_same_file_name_apart(model, tmp_path):

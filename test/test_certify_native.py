@@ -258,7 +258,9 @@ def test_monotone_in_radius_and_budget() -> None:
                 assert fc.keypoints[kc.index].certified, (kc.index, r)
     tiny = certify(model, image, 0.05, 0.05, radius=0.0, budget_ms=0.0)
     assert all(k.status is not Status.CERTIFIED or k.certified_radius == 0.0 for k in tiny.keypoints)
-    assert all(k.status in (Status.UNKNOWN, Status.NOT_CERTIFIED) or k.certified_radius == 0.0 for k in tiny.keypoints)
+    assert all(k.status in (Status.UNKNOWN, Status.REFUTED, Status.OPEN) or k.certified_radius == 0.0
+               for k in tiny.keypoints)
+    assert all(k.certified or k.certified_radius == float("inf") for k in tiny.keypoints + ref.keypoints)
 
 
 def test_zero_budget_is_never_certified_when_splitting_is_needed() -> None:
@@ -269,7 +271,7 @@ def test_zero_budget_is_never_certified_when_splitting_is_needed() -> None:
     from usn_robust_keypoints.certify.native import frame_context  # noqa: F401
 
     for a, b in zip(full.keypoints, tiny.keypoints):
-        assert b.status in (Status.UNKNOWN, Status.CERTIFIED, Status.NOT_CERTIFIED)
+        assert b.status in (Status.UNKNOWN, Status.CERTIFIED, Status.REFUTED)
         if b.status is Status.CERTIFIED:  # only possible when the single whole-box pass proved it
             assert a.certified and b.certified_radius <= 4.0
     assert any(k.status is Status.UNKNOWN for k in tiny.keypoints) or all(
@@ -284,7 +286,7 @@ def test_margins_are_proven_values() -> None:
         assert 0.0 <= kc.beta_star <= 0.5 and 0.0 <= kc.alpha_star <= 0.5
         if kc.beta_star > 0:
             b = certify(model, image, 0.0, kc.beta_star, radius=4.0, margins=False)
-            assert b.keypoints[kc.index].status is not Status.NOT_CERTIFIED or b.keypoints[kc.index].certified_radius > 4
+            assert b.keypoints[kc.index].status is not Status.REFUTED  # a proven margin is never refuted
         if kc.certified:
             assert kc.beta_star >= 0.01 and kc.alpha_star >= 0.01
 
@@ -323,10 +325,10 @@ def test_shipped_model_sound(name: str) -> None:
     _check_certificates(model, scene, 0.02, 0.02, 4.0, 4_000, budget_ms=2000.0)
 
 
-def test_thorough_splitting_proves_what_the_early_stop_gives_up() -> None:
+def test_branch_and_bound_proves_what_one_pass_cannot() -> None:
     """A detector fine-tuned against random ±0.02 sub-boxes of the ±0.1 box (README, "Random
-    sub-box training"): at ±0.1 the default certifier gives up after one split on this scene, the
-    thorough one proves its keypoints at depth 3, and every sampled argmax stays within r*."""
+    sub-box training"): at ±0.1 one bound pass over the whole box proves nothing on this scene,
+    the branch and bound proves its keypoints, and every sampled argmax stays within r*."""
     from pathlib import Path
 
     from usn_robust_keypoints.data import generate_split
@@ -334,6 +336,6 @@ def test_thorough_splitting_proves_what_the_early_stop_gives_up() -> None:
     path = Path(__file__).resolve().parents[1] / "results/certifiability_subbox/models/zm_k1_e0.1_sub0.02.safetensors"
     model = load_model(path, device="cpu")
     scene = generate_split("test", 8, progress=False)[0][7]
-    default = certify(model, scene, alpha=0.1, beta=0.1, radius=4.0, margins=False)
-    assert not any(k.certified for k in default.keypoints)
-    assert _check_certificates(model, scene, 0.1, 0.1, 4.0, 4_000, thorough=True, max_depth=3) == 4
+    one_pass = certify(model, scene, alpha=0.1, beta=0.1, radius=4.0, margins=False, max_depth=0)
+    assert not any(k.certified for k in one_pass.keypoints)
+    assert _check_certificates(model, scene, 0.1, 0.1, 4.0, 4_000) == 4

@@ -155,6 +155,3 @@ def test_experiment_plus_w_rows_for_any_criterion():
         _runs(ExperimentConfig(methods=("magic+w",)))
 
 
-def test_tradeoff_thorough_needs_max_depth(tmp_path, capsys):
-    assert main(["tradeoff", "--thorough", "--out", str(tmp_path / "t")]) == 2
-    assert "--max-depth" in capsys.readouterr().err

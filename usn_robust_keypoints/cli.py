@@ -195,8 +195,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-budget", action="store_true",
                    help="no time budget: every keypoint is decided, numbers do not depend on machine load")
     p.add_argument("--max-depth", type=int, help="native θ-box splitting depth (default: certify's)")
-    p.add_argument("--thorough", action="store_true",
-                   help="split every failing sub-box down to --max-depth (no early give-up; seconds per frame)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--merge", nargs="+", help="only combine these results.json files (same settings) into --out")
     p.set_defaults(func=lambda a: __import__("usn_robust_keypoints.tradeoff", fromlist=["x"]).cmd_tradeoff(a))

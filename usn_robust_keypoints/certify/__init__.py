@@ -3,7 +3,8 @@
 from .api import BACKENDS, certify
 from .batch import certify_batch, worst_margins
 from .bounds import Forms, bound_layers, propagate
+from .native import WarmStart
 from .results import FrameCertificate, KeypointCertificate, Status
 
 __all__ = ["BACKENDS", "FrameCertificate", "Forms", "KeypointCertificate", "Status", "bound_layers",
-           "certify", "certify_batch", "propagate", "worst_margins"]
+           "WarmStart", "certify", "certify_batch", "propagate", "worst_margins"]

@@ -12,7 +12,8 @@ import numpy as np
 from .results import FrameCertificate, Status
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tiff"}
-COLORS = {Status.CERTIFIED: (60, 180, 60), Status.NOT_CERTIFIED: (40, 40, 220), Status.UNKNOWN: (0, 190, 230)}
+COLORS = {Status.CERTIFIED: (60, 180, 60), Status.NOT_CERTIFIED: (40, 40, 220), Status.REFUTED: (40, 40, 220),
+          Status.OPEN: (0, 140, 255), Status.UNKNOWN: (0, 190, 230)}
 
 
 def _frames(args) -> list[tuple[str, np.ndarray]]:
@@ -53,7 +54,7 @@ def draw_margins(image: np.ndarray, cert: FrameCertificate) -> np.ndarray:
         if math.isfinite(k.certified_radius) and k.status is Status.CERTIFIED:
             cv2.circle(img, c, max(1, int(round(k.certified_radius * scale))), color, 1)
         cv2.circle(img, c, max(1, int(round(cert.radius * scale))), (200, 200, 200), 1, lineType=cv2.LINE_AA)
-        label = f"{k.name} r*={k.certified_radius:.1f}" + (f" b*={k.beta_star:.3f}" if math.isfinite(k.beta_star) else "")
+        label = f"{k.name} r*={k.radius_label}" + (f" b*={k.beta_star:.3f}" if math.isfinite(k.beta_star) else "")
         cv2.putText(img, label, (c[0] + 4, c[1] - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.35 * max(1, scale / 2), color, 1)
     return img
 
@@ -84,7 +85,7 @@ def cmd_certify(args) -> int:
     print(f"{'frame':<28} {'keypoint':<14} {'status':<14} {'r* px':>7} {'β*':>7} {'α*':>7} {'ms':>7}")
     for name, fc in certs:
         for k in fc.keypoints:
-            print(f"{Path(name).name[:28]:<28} {k.name[:14]:<14} {k.status.value:<14} {k.certified_radius:7.2f} "
+            print(f"{Path(name).name[:28]:<28} {k.name[:14]:<14} {k.status.value:<14} {k.radius_label:>7} "
                   f"{k.beta_star:7.4f} {k.alpha_star:7.4f} {k.time_ms:7.1f}")
     kps = [k for _, fc in certs for k in fc.keypoints]
     cert = [k for k in kps if k.certified]

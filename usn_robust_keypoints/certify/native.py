@@ -114,7 +114,7 @@ class FrameContext:
     tol: float
     max_candidates: int = 25
     q_cache: dict = field(default_factory=dict)
-    box_seconds: float = 0.0  # measured time of one bound pass per sub-box (budget planning)
+    box_seconds: float = 0.0  # measured time of one search round per leaf (budget planning)
 
     def candidates(self, k: int, radius: float) -> torch.Tensor:
         key = (k, radius)
@@ -150,6 +150,7 @@ class KeypointResult:
     counterexample: tuple[float, float] | None = None
     time_s: float = 0.0
     leaves: int = 0  # sub-boxes bounded for this keypoint
+    peak_leaves: int = 0  # most open leaves of the frame's search at any moment
     tiles: list = field(default_factory=list)
     rho: float = 0.0  # largest requirement of the leaves that closed it
     inexact: bool = False  # part of the box was proven by shrinking (then r* >= radius)
@@ -275,6 +276,7 @@ def search(ctx: FrameContext, box: tuple[float, float, float, float], radius: fl
             for k, r in more.items():
                 r.time_s += res[k].time_s
                 r.leaves += res[k].leaves
+                r.peak_leaves = max(r.peak_leaves, res[k].peak_leaves)
                 res[k] = r
     if warm is not None:
         for k, r in res.items():
@@ -304,13 +306,14 @@ def _run(ctx: FrameContext, coords: _Coords, radius: float, deadline: float, max
     width = root[[1, 3]] - root[[0, 2]]
     first = True
     pgd_done: set[int] = set()
+    out_of_time = False
     while True:
         _close_finished(leaves, res)
         if not any(r.state == "search" for r in res.values()):
             break
         n_batch = min(MAX_BATCH, len(leaves))
         now = time.perf_counter()
-        if not (first and first_free) and (now > deadline or now + ctx.box_seconds * n_batch > deadline):
+        if out_of_time or not (first and first_free) and (now > deadline or now + ctx.box_seconds * n_batch > deadline):
             for r in res.values():
                 if r.state == "search":
                     r.state = "unknown"
@@ -323,7 +326,6 @@ def _run(ctx: FrameContext, coords: _Coords, radius: float, deadline: float, max
         counts = batch.open.sum(dim=0)
         new_box, split_dim = _bound(ctx, coords, batch, radius, backward, res, width)
         t_bound = time.perf_counter() - t0
-        ctx.box_seconds = t_bound / len(batch) if ctx.box_seconds == 0 else 0.7 * ctx.box_seconds + 0.3 * t_bound / len(batch)
         batch.box = new_box
         if _DEBUG:
             print(f"round n={len(leaves)} t={t_bound*1000:.0f}ms", [(round(float(v), 3) if math.isfinite(v) else v) for v in batch.lb.amin(0).tolist()],
@@ -338,6 +340,9 @@ def _run(ctx: FrameContext, coords: _Coords, radius: float, deadline: float, max
         for k in ks:
             if res[k].state == "search" and k not in pgd_done and \
                     int(batch.open[:, k].sum() + rest.open[:, k].sum()) >= PGD_AFTER:
+                if time.perf_counter() + PGD_STEPS * 2 * ctx.box_seconds > deadline:
+                    out_of_time = True  # does not fit: the search ends after this round (a prefix of a longer one)
+                    break
                 pgd_done.add(k)
                 _refute(ctx, _pgd(ctx, coords, k, radius, [batch, rest]), radius, res, [batch, rest])
         # Split, or stop keypoints at the depth cap.
@@ -354,7 +359,11 @@ def _run(ctx: FrameContext, coords: _Coords, radius: float, deadline: float, max
             per_k = leaves.open.sum(dim=0)
             _stop(res, int(per_k.argmax()), [leaves])
             leaves = leaves.take(torch.nonzero(leaves.open.any(dim=1)).flatten())
+        for r in res.values():
+            r.peak_leaves = max(r.peak_leaves, len(leaves))
         dt_round = time.perf_counter() - t0
+        per_leaf = dt_round / len(batch)  # the whole round (bounds, backward, counter-examples) per leaf
+        ctx.box_seconds = per_leaf if ctx.box_seconds == 0 else 0.7 * ctx.box_seconds + 0.3 * per_leaf
         total = max(int(counts.sum()), 1)
         for k in ks:
             res[k].time_s += dt_round * int(counts[k]) / total

@@ -9,7 +9,8 @@ import numpy as np
 
 from ..certify.results import FrameCertificate, Status
 
-COLORS = {Status.CERTIFIED: (60, 200, 60), Status.NOT_CERTIFIED: (40, 40, 230), Status.UNKNOWN: (0, 200, 230)}
+COLORS = {Status.CERTIFIED: (60, 200, 60), Status.NOT_CERTIFIED: (40, 40, 230), Status.REFUTED: (40, 40, 230),
+          Status.OPEN: (0, 140, 255), Status.UNKNOWN: (0, 200, 230)}
 
 
 def _bgr(frame: np.ndarray) -> np.ndarray:
@@ -28,7 +29,8 @@ def draw_keypoints(frame: np.ndarray, keypoints: np.ndarray, names: list[str]) -
 
 def draw_certificate(frame: np.ndarray, cert: FrameCertificate) -> np.ndarray:
     """BGR copy of ``frame`` with every keypoint, its certified radius r* (circle; green =
-    certified, red = not certified, yellow = unknown) and a caption with the box."""
+    certified, red = refuted / not certified, orange = open, yellow = unknown; the label is r* or
+    the status, never a radius that was not proven) and a caption with the box."""
     out = _bgr(frame)
     for k in cert.keypoints:
         color = COLORS[k.status]
@@ -36,7 +38,7 @@ def draw_certificate(frame: np.ndarray, cert: FrameCertificate) -> np.ndarray:
         cv2.drawMarker(out, p, color, cv2.MARKER_CROSS, 10, 2)
         if math.isfinite(k.certified_radius):
             cv2.circle(out, p, max(1, int(math.ceil(k.certified_radius))), color, 1, cv2.LINE_AA)
-        label = f"r*={k.certified_radius:.1f}" if math.isfinite(k.certified_radius) else k.status.value
+        label = f"r*={k.radius_label}" if math.isfinite(k.certified_radius) else k.status.value
         cv2.putText(out, label, (p[0] + 6, p[1] - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4, color, 1, cv2.LINE_AA)
     caption = (f"alpha={cert.alpha:g} beta={cert.beta:g} r={cert.radius:g}px  "
                f"certified {sum(k.certified for k in cert.keypoints)}/{len(cert.keypoints)}  "

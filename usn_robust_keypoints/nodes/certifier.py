@@ -7,8 +7,9 @@ The budget counts from the frame's arrival: time a frame waited for the worker i
 certification time, so a certificate is published at most about ``budget_ms`` after its image.
 Publishes ``certified_keypoints`` (usn_robust_keypoints_msgs/CertifiedKeypoints, the image's
 header) and processed/skipped/rejected counts on ``diagnostics``. ``alpha``, ``beta``,
-``radius``, ``backend``, ``budget_ms``, ``margins``, ``model_path`` and ``device`` can be changed
-at run time; invalid values are refused with a reason.
+``radius``, ``backend``, ``budget_ms``, ``margins``, ``warm_start`` (each frame's search starts from
+the previous frame's partition of the box; the proof is still made per frame), ``model_path`` and
+``device`` can be changed at run time; invalid values are refused with a reason.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 from usn_robust_keypoints_msgs.msg import CertifiedKeypoints
 
-from ..certify import BACKENDS, certify
+from ..certify import BACKENDS, WarmStart, certify
 from .diagnostics import DiagnosticsPublisher, FrameCounters
 from .image_conversion import ImageConversionError, to_detector_frame
 from .messages import certificate_to_msg
@@ -45,6 +46,7 @@ class CertifierSettings:
     backend: str = "native"
     budget_ms: float = 120.0
     margins: bool = True
+    warm_start: bool = True  # start each frame's search from the previous frame's partition
 
     def validate(self) -> None:
         """Raise ``ValueError`` with the reason when a value is out of range."""
@@ -82,6 +84,7 @@ class CertifierNode(Node):
         self.declare_parameter("backend", d.backend)
         self.declare_parameter("budget_ms", d.budget_ms)
         self.declare_parameter("margins", d.margins)
+        self.declare_parameter("warm_start", d.warm_start)
         self.declare_parameter("qos", "sensor_data")
         self.declare_parameter("num_threads", 1)
         p = self.get_parameter
@@ -91,6 +94,7 @@ class CertifierNode(Node):
         self._lock = threading.Condition()
         self._latest: tuple[Image, np.ndarray, float] | None = None
         self._stop = False
+        self._warm = WarmStart()  # per stream: the previous frame's partitions (the worker's only)
         self.model = None
         try:
             self.settings = self._settings_from({})
@@ -119,7 +123,7 @@ class CertifierNode(Node):
 
         s = CertifierSettings(alpha=float(get("alpha")), beta=float(get("beta")), radius=float(get("radius")),
                               backend=str(get("backend")), budget_ms=float(get("budget_ms")),
-                              margins=bool(get("margins")))
+                              margins=bool(get("margins")), warm_start=bool(get("warm_start")))
         s.validate()
         return s
 
@@ -170,7 +174,8 @@ class CertifierNode(Node):
             try:
                 t0 = time.perf_counter()
                 cert = certify(model, frame, alpha=s.alpha, beta=s.beta, radius=s.radius, backend=s.backend,
-                               budget_ms=remaining_budget_ms(s.budget_ms, (t0 - arrived) * 1e3), margins=s.margins)
+                               budget_ms=remaining_budget_ms(s.budget_ms, (t0 - arrived) * 1e3), margins=s.margins,
+                               warm_start=self._warm if s.warm_start else None)
                 dt = (time.perf_counter() - t0) * 1e3
             except ValueError as e:
                 self._reject(msg, str(e))
