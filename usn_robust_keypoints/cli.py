@@ -180,6 +180,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--model", action="append", help="extra checkpoint to benchmark (repeatable; default: the shipped model)")
     p.add_argument("--eps", type=float, nargs="+", help="α = β boxes to benchmark (default 0.005 0.02 0.05 0.1)")
+    p.add_argument("--real-frames", type=int, default=13, help="left* photos of the real-frame rows (0: none)")
+    p.add_argument("--real-synthetic", type=int, default=8, help="full-size synthetic scenes of the real-frame rows")
+    p.add_argument("--real-eps", type=float, nargs="+", default=[0.02, 0.05, 0.1], help="α = β of the real-frame rows")
+    p.add_argument("--real-budgets", type=float, nargs="*", default=[120.0, 1000.0],
+                   help="per-frame budgets (ms) run for the real-frame rows")
+    p.add_argument("--real-derived", type=float, nargs="*", default=[10000.0],
+                   help="budgets (ms) read off the capped run's decision times")
+    p.add_argument("--real-cap-s", type=float, default=60.0, help="the 'no budget' cap per frame (s)")
+    p.add_argument("--cpu-clock", action="store_true",
+                   help="budgets and times on the certifying thread's CPU time (a shared, loaded machine)")
     p.set_defaults(func=lambda a: __import__("usn_robust_keypoints.certify.bench", fromlist=["x"]).cmd_bench_certify(a))
     # certifiability trade-off (usn_robust_keypoints.tradeoff)
     p = sub.add_parser("tradeoff", help="PCK@3px vs certified accuracy of models at several ε: table + PNG")

@@ -27,6 +27,7 @@ import torch
 
 from ..model.keypoint_model import KeypointModel
 from ..perturbation import PerturbationBox
+from . import native
 from .native import MAX_DEPTH, FrameContext, KeypointResult, WarmStart, frame_context, search
 from .results import FrameCertificate, KeypointCertificate, Status
 
@@ -70,17 +71,17 @@ def certify(model: KeypointModel, image: np.ndarray, alpha: float = 0.02, beta: 
     branch and bound only). ``warm_start`` (a :class:`.native.WarmStart`, one per stream) starts
     from the previous frame's partition of the box and is updated with this frame's."""
     validate_request(image, alpha, beta, radius, backend, budget_ms)
-    t0 = time.perf_counter()
-    deadline = math.inf if budget_ms is None else t0 + budget_ms / 1000.0
+    t0, start = time.perf_counter(), native.clock()
+    deadline = math.inf if budget_ms is None else start + budget_ms / 1000.0
     x0, geo = model.preprocess(image)
     ctx = frame_context(model.detector, x0, geo)
     names = model.keypoint_names
     if backend == "auto_lirpa":
         from .lirpa import certify_lirpa
 
-        rstar, states, times = certify_lirpa(ctx, alpha, beta, radius, method)
-        results = [KeypointResult(state=st, rstar=r if st == "proven" else math.inf, time_s=t)
-                   for r, st, t in zip(rstar, states, times)]
+        rstar, states, _ = certify_lirpa(ctx, alpha, beta, radius, method)
+        results = [KeypointResult(state=st, rstar=r if st == "proven" else math.inf, decided_at=native.clock())
+                   for r, st in zip(rstar, states)]
         beta_star = alpha_star = [math.nan] * len(names)
     else:
         found = search(ctx, (1 - alpha, 1 + alpha, -beta, beta), radius, deadline,
@@ -97,7 +98,7 @@ def certify(model: KeypointModel, image: np.ndarray, alpha: float = 0.02, beta: 
     kps = [KeypointCertificate(index=k, name=names[k], x=float(xy[k, 0]), y=float(xy[k, 1]),
                                score=float(hm_scores[k]), status=STATUS[r.state], radius=float(radius),
                                certified_radius=r.rstar, beta_star=beta_star[k], alpha_star=alpha_star[k],
-                               time_ms=1000.0 * r.time_s, counterexample=r.counterexample)
+                               time_ms=1000.0 * (r.decided_at - start), counterexample=r.counterexample)
            for k, r in enumerate(results)]
     return FrameCertificate(alpha=alpha, beta=beta, radius=float(radius), backend=backend, keypoints=kps,
                             time_ms=1000.0 * (time.perf_counter() - t0), frame_width=geo.frame_width,
@@ -119,13 +120,13 @@ def _bisect(ctx: FrameContext, radius: float, deadline: float, lo: list[float], 
     for _ in range(MARGIN_STEPS):
         mids = [math.sqrt(max(l, 1e-3) * h) if l < h else h for l, h in zip(lo, hi)]
         boxes = [(1.0, 1.0, -m, m) if which == "beta" else (1.0 - m, 1.0 + m, 0.0, 0.0) for m in mids]
-        if time.perf_counter() + ctx.box_seconds * len(set(boxes)) > deadline:
+        if native.clock() + ctx.box_seconds * len(set(boxes)) > deadline:
             break  # out of budget, or the first bound pass of this step would overrun it
         todo = [k for k in range(len(lo)) if lo[k] < hi[k]]
         if not todo:
             break
         for box in dict.fromkeys(boxes[k] for k in todo):  # keypoints with the same box share the search
-            if time.perf_counter() + ctx.box_seconds > deadline:
+            if native.clock() + ctx.box_seconds > deadline:
                 break
             found = search(ctx, box, radius, deadline, MARGIN_DEPTH, keypoints=[k for k in todo if boxes[k] == box])
             for k, r in found.items():

@@ -9,13 +9,13 @@
 from __future__ import annotations
 
 import math
-import time
 
 import torch
 from torch import nn
 
 from ..model.preprocess import FrameGeometry
 from .bounds import bound_layers, concrete_min, propagate
+from . import native
 from .native import MAX_DEPTH, frame_context, search
 
 
@@ -34,7 +34,7 @@ def certify_batch(detector: nn.Module, x: torch.Tensor, alpha: float, beta: floa
     out: dict[str, list] = {"certified": [], "certified_radius": [], "refuted": [], "unknown": [], "cells": []}
     box = (1.0 - alpha, 1.0 + alpha, -beta, beta)
     for i in range(x.shape[0]):
-        deadline = math.inf if budget_ms is None else time.perf_counter() + budget_ms / 1000.0
+        deadline = math.inf if budget_ms is None else native.clock() + budget_ms / 1000.0
         ctx = frame_context(detector, x[i:i + 1], geo)
         found = search(ctx, box, radius, deadline, max_depth)
         states = [found[k].state for k in range(len(found))]

@@ -49,6 +49,10 @@ from .bounds import FoldedConv, bound_layers, net_input_clamp, propagate, theta_
 from .spec import candidate_cells, cell_distances, requirements_from_margins
 
 SAFETY = 1e-4
+# The clock of budgets and deadlines (wall time). A benchmark on a shared machine may set it to
+# ``time.thread_time`` (the certifying thread's CPU time, one torch thread) to measure budgets free
+# of other processes' load; deadlines passed to :func:`search` are on this clock.
+clock = time.perf_counter
 MAX_BATCH = 4  # leaves bounded per round (one batched pass)
 MAX_LEAVES = 1024  # open leaves per frame at most (memory cap; ~50 KB each for 4 keypoints)
 MAX_DEPTH = 24  # splits per leaf at most (each halves one side)
@@ -148,7 +152,7 @@ class KeypointResult:
     state: str = "search"
     rstar: float = math.inf
     counterexample: tuple[float, float] | None = None
-    time_s: float = 0.0
+    decided_at: float = math.nan  # clock() when the state became final
     leaves: int = 0  # sub-boxes bounded for this keypoint
     peak_leaves: int = 0  # most open leaves of the frame's search at any moment
     tiles: list = field(default_factory=list)
@@ -225,6 +229,15 @@ class _Coords:
         c0, c1, b0, b1 = box
         self.root = torch.tensor([c0 + b0 - 1, c1 + b1 - 1, b0, b1] if kink else box, dtype=torch.float64, device=device)
 
+    def initial(self) -> torch.Tensor:
+        """The first tiles: the root, cut at the kink lines ``w = 0`` and ``b = 0`` where they cross it."""
+        if not self.kink:
+            return self.root.view(1, 4)
+        w0, w1, b0, b1 = self.root.tolist()
+        ws = [(w0, 0.0), (0.0, w1)] if w0 < 0 < w1 else [(w0, w1)]
+        bs = [(b0, 0.0), (0.0, b1)] if b0 < 0 < b1 else [(b0, b1)]
+        return torch.tensor([[*w, *b] for w in ws for b in bs], dtype=torch.float64, device=self.root.device)
+
     def maps(self, p: torch.Tensor) -> torch.Tensor:
         """Affine maps ``(N, 2, 3)`` from ``e`` to θ of the leaves ``p (N, 4)`` (:func:`.bounds.theta_maps`)."""
         m = theta_maps(p)
@@ -274,7 +287,6 @@ def search(ctx: FrameContext, box: tuple[float, float, float, float], radius: fl
             more = _run(ctx, _Coords(box, True, dev), radius, deadline, max_depth, backward, rest, starts,
                         max_leaves, False)
             for k, r in more.items():
-                r.time_s += res[k].time_s
                 r.leaves += res[k].leaves
                 r.peak_leaves = max(r.peak_leaves, res[k].peak_leaves)
                 res[k] = r
@@ -293,7 +305,7 @@ def _run(ctx: FrameContext, coords: _Coords, radius: float, deadline: float, max
     dev, dt = ctx.x0.device, ctx.x0.dtype
     root = coords.root
     starts = {k: (starts.get(k) if starts else None) for k in ks}
-    starts = {k: (t if t is not None else root.view(1, 4)) for k, t in starts.items()}
+    starts = {k: (t if t is not None else coords.initial()) for k, t in starts.items()}
     uniq, inv = torch.unique(torch.cat(list(starts.values())), dim=0, return_inverse=True)
     opened = torch.zeros(len(uniq), n_k, dtype=torch.bool, device=dev)
     at = 0
@@ -312,7 +324,7 @@ def _run(ctx: FrameContext, coords: _Coords, radius: float, deadline: float, max
         if not any(r.state == "search" for r in res.values()):
             break
         n_batch = min(MAX_BATCH, len(leaves))
-        now = time.perf_counter()
+        now = clock()
         if out_of_time or not (first and first_free) and (now > deadline or now + ctx.box_seconds * n_batch > deadline):
             for r in res.values():
                 if r.state == "search":
@@ -325,7 +337,7 @@ def _run(ctx: FrameContext, coords: _Coords, radius: float, deadline: float, max
         batch, rest = leaves.take(idx), leaves.take(torch.nonzero(rest_mask).flatten())
         counts = batch.open.sum(dim=0)
         new_box, split_dim = _bound(ctx, coords, batch, radius, backward, res, width)
-        t_bound = time.perf_counter() - t0
+        t_bound = clock() - t0
         batch.box = new_box
         if _DEBUG:
             print(f"round n={len(leaves)} t={t_bound*1000:.0f}ms", [(round(float(v), 3) if math.isfinite(v) else v) for v in batch.lb.amin(0).tolist()],
@@ -340,7 +352,7 @@ def _run(ctx: FrameContext, coords: _Coords, radius: float, deadline: float, max
         for k in ks:
             if res[k].state == "search" and k not in pgd_done and \
                     int(batch.open[:, k].sum() + rest.open[:, k].sum()) >= PGD_AFTER:
-                if time.perf_counter() + PGD_STEPS * 2 * ctx.box_seconds > deadline:
+                if clock() + PGD_STEPS * 2 * ctx.box_seconds > deadline:
                     out_of_time = True  # does not fit: the search ends after this round (a prefix of a longer one)
                     break
                 pgd_done.add(k)
@@ -361,15 +373,19 @@ def _run(ctx: FrameContext, coords: _Coords, radius: float, deadline: float, max
             leaves = leaves.take(torch.nonzero(leaves.open.any(dim=1)).flatten())
         for r in res.values():
             r.peak_leaves = max(r.peak_leaves, len(leaves))
-        dt_round = time.perf_counter() - t0
-        per_leaf = dt_round / len(batch)  # the whole round (bounds, backward, counter-examples) per leaf
+        now = clock()
+        for r in res.values():
+            if r.state != "search" and math.isnan(r.decided_at):
+                r.decided_at = now
+        per_leaf = (now - t0) / len(batch)  # the whole round (bounds, backward, counter-examples) per leaf
         ctx.box_seconds = per_leaf if ctx.box_seconds == 0 else 0.7 * ctx.box_seconds + 0.3 * per_leaf
-        total = max(int(counts.sum()), 1)
         for k in ks:
-            res[k].time_s += dt_round * int(counts[k]) / total
             res[k].leaves += int(counts[k])
         first = False
+    now = clock()
     for k, r in res.items():
+        if math.isnan(r.decided_at):
+            r.decided_at = now
         if r.state == "proven":
             r.rstar = max(r.rho, radius) if r.inexact else r.rho
         if r.state in ("open", "unknown"):

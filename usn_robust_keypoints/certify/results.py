@@ -27,6 +27,7 @@ class KeypointCertificate:
     Distances are in pixels of the frame the caller passed. ``certified_radius`` (r*) is the
     radius proven at the configured box (at most ``radius``; ``math.inf`` unless certified);
     ``counterexample`` the θ = (c, b) that refutes a ``REFUTED`` keypoint (else ``None``);
+    ``time_ms`` the time from the start of the call until this keypoint's status was settled;
     ``beta_star`` is the largest brightness-only margin proven at ``radius`` (contrast fixed to 1)
     and ``alpha_star`` the largest contrast-only margin (brightness 0); 0.0 when none was proven
     and ``nan`` when not computed (budget).
