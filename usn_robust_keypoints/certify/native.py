@@ -42,8 +42,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..model.preprocess import FrameGeometry
-from ..perturbation import apply_perturbation
+from ..model.preprocess import FrameGeometry, decode_heatmaps
+from ..perturbation import PerturbationBox, apply_perturbation
 from .backward import backward_forms
 from .bounds import FoldedConv, bound_layers, net_input_clamp, propagate, theta_maps
 from .spec import candidate_cells, cell_distances, requirements_from_margins
@@ -60,8 +60,6 @@ MAX_ROWS = 8  # open spec rows per leaf and keypoint sent to the backward pass
 PGD_AFTER = 16  # gradient counter-example search once a keypoint has this many open leaves
 PGD_STEPS = 8
 WARM_TILES = 64  # largest partition per keypoint kept for a warm start
-import os
-_DEBUG = bool(os.environ.get("BAB_DEBUG"))
 
 
 @dataclass
@@ -134,8 +132,8 @@ def frame_context(detector: nn.Module, x0: torch.Tensor, geometry: FrameGeometry
     with torch.no_grad():
         hm = detector(x0)[0]  # (K, h, w): the same network and decoding as predict
     k, h, w = hm.shape
-    idx = hm.flatten(1).argmax(dim=1).cpu().numpy()
-    cells = np.stack([idx // w, idx % w], axis=1)
+    rows, cols, _ = decode_heatmaps(hm)
+    cells = np.stack([rows.cpu().numpy(), cols.cpu().numpy()], axis=1)
     dist = np.stack([cell_distances(geometry, plan.stride, (h, w), tuple(c)) for c in cells])
     tol = SAFETY * (1.0 + float(hm.abs().max()))
     return FrameContext(plan, detector, x0, cells, torch.as_tensor(dist, dtype=x0.dtype, device=x0.device),
@@ -266,7 +264,7 @@ class _Coords:
         return torch.minimum(torch.maximum(th, self.r[[0, 2]]), self.r[[1, 3]])
 
 
-def search(ctx: FrameContext, box: tuple[float, float, float, float], radius: float, deadline: float = math.inf,
+def search(ctx: FrameContext, box: PerturbationBox | tuple[float, float, float, float], radius: float, deadline: float = math.inf,
            max_depth: int = MAX_DEPTH, backward: bool = True, keypoints: list[int] | None = None,
            warm: WarmStart | None = None, max_leaves: int = MAX_LEAVES) -> dict[int, KeypointResult]:
     """Certify ``keypoints`` (default all) of the frame over ``box = (c_lo, c_hi, b_lo, b_hi)`` at
@@ -275,6 +273,8 @@ def search(ctx: FrameContext, box: tuple[float, float, float, float], radius: fl
     (c, b) (a 1-D box). ``warm`` (read and updated) starts the branch and bound from the previous
     frame's partitions. ``max_depth=0``: the first pass only."""
     dev = ctx.x0.device
+    if isinstance(box, PerturbationBox):
+        box = box.limits
     ks = list(range(ctx.dist.shape[0])) if keypoints is None else list(keypoints)
     two_d = box[1] > box[0] and box[3] > box[2]
     wkey = (tuple(round(v, 12) for v in box), float(radius), tuple(ctx.dist.shape))
@@ -337,11 +337,7 @@ def _run(ctx: FrameContext, coords: _Coords, radius: float, deadline: float, max
         batch, rest = leaves.take(idx), leaves.take(torch.nonzero(rest_mask).flatten())
         counts = batch.open.sum(dim=0)
         new_box, split_dim = _bound(ctx, coords, batch, radius, backward, res, width)
-        t_bound = clock() - t0
         batch.box = new_box
-        if _DEBUG:
-            print(f"round n={len(leaves)} t={t_bound*1000:.0f}ms", [(round(float(v), 3) if math.isfinite(v) else v) for v in batch.lb.amin(0).tolist()],
-                  "open", batch.open.sum(0).tolist(), "depth", batch.depth.tolist(), "side", split_dim.tolist())
         # Counter-examples: the new search boxes' centres (and, first, the box's corners and edges).
         live = batch.open.any(dim=1)
         centres = torch.stack([(new_box[live, 0] + new_box[live, 1]) / 2, (new_box[live, 2] + new_box[live, 3]) / 2], 1)
@@ -617,8 +613,3 @@ def _pgd(ctx: FrameContext, coords: _Coords, k: int, radius: float, parts: list[
         seen.append(theta)
         step = step * 0.7
     return torch.cat(seen)
-
-
-def max_radius(ctx: FrameContext, k: int) -> float:
-    """The largest cell distance of keypoint ``k`` (any radius above it is trivially true)."""
-    return float(ctx.dist[k].max())

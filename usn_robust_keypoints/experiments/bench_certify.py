@@ -1,20 +1,19 @@
 """``usn-keypoints bench-certify``: every available backend/method on the same model, frames and
-boxes in one process; writes a markdown table (certified rate, mean r*, time per frame, ratios)."""
+boxes in one process; writes a markdown table (certified rate, mean r*, time per frame, ratios).
+The bench detector is trained here (and cached): this is an experiment harness, not library code."""
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from ..model import DetectorConfig, HeatmapDetector, KeypointModel, load_detector, save_checkpoint
-from .api import certify
+from ..certify import CertifyOptions, PerturbationBox, certify
 
 BENCH_CONFIG = DetectorConfig(input_width=64, input_height=48, output_stride=4, stem_width=16, width=32,
                               depth=2, target="chessboard_9x6")
@@ -95,9 +94,8 @@ def run_bench(models: list[tuple[str, KeypointModel, list[np.ndarray]]], radius:
         rstars, times = [], []
         for img in frames:
             t = time.perf_counter()
-            fc = certify(model, img, alpha=eps, beta=eps, radius=radius, backend=backend, margins=False,
-                         method=opts.get("method", "CROWN"), max_depth=opts.get("max_depth"),
-                         backward=opts.get("backward", True))
+            fc = certify(model, img, box=PerturbationBox(eps, eps), radius=radius, backend=backend,
+                         options=CertifyOptions(margins=False, **opts))
             times.append(1000 * (time.perf_counter() - t))
             cert += sum(k.certified for k in fc.keypoints)
             n_unknown += sum(k.status.value == "unknown" for k in fc.keypoints)
@@ -151,7 +149,7 @@ def sampling_upper_bound(model: KeypointModel, img: np.ndarray, eps: float, radi
     """Keypoints of ``img`` that no sampled θ (the box's corners, edge midpoints and centre, and
     ``n - 9`` uniform) moves farther than ``radius`` frame px: no sound certifier proves more."""
     from ..model.preprocess import decode_heatmaps
-    from ..perturbation import PerturbationBox, apply_perturbation
+    from ..perturbation import apply_perturbation
 
     box = PerturbationBox(eps, eps)
     g = torch.Generator().manual_seed(0)
@@ -178,8 +176,8 @@ def run_real(model: KeypointModel, sets: list[tuple[str, list[np.ndarray]]], rad
     search by then, up to the one round it would not start). Times are on :data:`.native.clock`."""
     from tqdm import tqdm
 
-    from ..experiments.bab_frames import PeakRSS
-    from . import native
+    from ..certify import native
+    from .bab_frames import PeakRSS
 
     rows = []
     labels = [budget_label(b) for b in budgets] + [budget_label(b) for b in derived] + [budget_label(None, cap_s)]
@@ -249,16 +247,23 @@ def model_labels(paths: list) -> list[str]:
     return labels
 
 
-def cmd_bench_certify(args) -> int:
-    """CLI handler of ``usn-keypoints bench-certify``."""
-    torch.set_num_threads(args.threads)
+def bench_certify(out: str | Path, frames: int = 8, lirpa_frames: int = 4, radius: float = 4.0,
+                  train_steps: int = 1500, threads: int = 2, models: list[str] | None = None,
+                  epsilons: tuple[float, ...] = EPSILONS, real_frames: int = 13, real_synthetic: int = 8,
+                  real_eps: tuple = REAL_EPSILONS, real_budgets: tuple = REAL_BUDGETS_MS,
+                  real_derived: tuple = DERIVED_BUDGETS_MS, real_cap_s: float = NO_BUDGET_CAP_S,
+                  cpu_clock: bool = False) -> str:
+    """Benchmark the bench detector and ``models`` (default: the shipped default model) and write
+    the markdown table to ``out``; returns it. The real-frame rows (``real_frames`` left* photos,
+    ``real_synthetic`` full-size synthetic scenes; :func:`bench_real`) are measured on the last
+    model (the shipped default unless ``models`` are given)."""
+    from ..model import load_model
     from ..weights import default_model_path
 
-    bench = bench_model(steps=args.train_steps)
-    models = [("bench 64×48", bench, bench_frames(bench, args.frames))]
-    from ..model import load_model
-
-    paths = list(args.model or [])
+    torch.set_num_threads(threads)
+    bench = bench_model(steps=train_steps)
+    entries = [("bench 64×48", bench, bench_frames(bench, frames))]
+    paths = list(models or [])
     if not paths:
         try:
             paths = [default_model_path()]
@@ -267,41 +272,48 @@ def cmd_bench_certify(args) -> int:
     for p, label in zip(paths, model_labels(paths)):
         m = load_model(p, device="cpu")
         c = m.config
-        models.append((f"{label} {c.input_width}×{c.input_height}", m, bench_frames(m, args.frames)))
-    epsilons = tuple(args.eps or EPSILONS)
-    rows = run_bench(models, radius=args.radius, epsilons=epsilons, lirpa_frames=args.lirpa_frames)
+        entries.append((f"{label} {c.input_width}×{c.input_height}", m, bench_frames(m, frames)))
+    rows = run_bench(entries, radius=radius, epsilons=epsilons, lirpa_frames=lirpa_frames)
+    head = (f"Certification benchmark: radius {radius} px, α=β=ε, {frames} synthetic test frames per model "
+            f"(auto_LiRPA on the first {lirpa_frames}), torch threads {threads}, CPU.\n\n")
     table = markdown_table(rows)
-    head = (f"Certification benchmark: radius {args.radius} px, α=β=ε, {args.frames} synthetic test frames per model "
-            f"(auto_LiRPA on the first {args.lirpa_frames}), torch threads {args.threads}, CPU.\n\n")
-    if args.real_frames or args.real_synthetic:
-        real_model = models[-1][1]  # the shipped default, or the last --model
-        sets = []
-        if args.real_frames:
-            from ..experiments.bab_frames import left_photos
-
-            sets.append((f"left* photos ({min(args.real_frames, 13)})",
-                         [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in left_photos()[:args.real_frames]]))
-        if args.real_synthetic:
-            from ..data.synthetic import generate_split
-
-            sets.append((f"synthetic scenes ({args.real_synthetic})",
-                         list(generate_split("test", args.real_synthetic, progress=False)[0])))
-        if args.cpu_clock:
-            from . import native
-
-            native.clock = time.thread_time  # budgets and times on the certifying thread's CPU time
-        real = run_real(real_model, sets, radius=args.radius, epsilons=tuple(args.real_eps),
-                        budgets=tuple(args.real_budgets), derived=tuple(args.real_derived), cap_s=args.real_cap_s)
-        clock = "CPU time of the certifying thread" if args.cpu_clock else "wall time"
-        table += (f"\n\n### Real frames: {models[-1][0]}, r = {args.radius:g} px, {args.threads} thread(s), "
-                  f"budgets and times per frame in {clock} ({budget_label(REAL_BUDGETS_MS[0])} is the certifier "
-                  f"node's default; {', '.join(budget_label(b) for b in args.real_derived)} read off the capped "
-                  f"run's decision times)\n\n" + real_table(real))
-        Path(args.out).with_suffix(".real.json").parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).with_suffix(".real.json").write_text(json.dumps([asdict(r) for r in real], indent=1))
-    out = Path(args.out)
+    if real_frames or real_synthetic:
+        table += "\n\n" + bench_real(entries[-1], real_frames, real_synthetic, radius, threads, real_eps, real_budgets,
+                                     real_derived, real_cap_s, cpu_clock, Path(out).with_suffix(".real.json"))
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(head + table + "\n")
-    print(head + table)
-    print(f"wrote {out}")
-    return 0
+    return head + table
+
+
+def bench_real(entry: tuple, n_photos: int, n_synthetic: int, radius: float, threads: int, epsilons: tuple,
+               budgets: tuple, derived: tuple, cap_s: float, cpu_clock: bool, json_path: Path) -> str:
+    """The real-frame rows (:func:`run_real`) of one ``(label, model, frames)`` entry on the left*
+    photos and full-size synthetic scenes; writes every row to ``json_path``, returns the markdown."""
+    import json
+    from dataclasses import asdict
+
+    import cv2
+
+    from ..certify import native
+    from ..data.synthetic import generate_split
+    from .bab_frames import left_photos
+
+    label, model, _ = entry
+    sets = []
+    if n_photos:
+        photos = left_photos()[:n_photos]
+        sets.append((f"left* photos ({len(photos)})", [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in photos]))
+    if n_synthetic:
+        sets.append((f"synthetic scenes ({n_synthetic})", list(generate_split("test", n_synthetic, progress=False)[0])))
+    if cpu_clock:
+        native.clock = time.thread_time  # budgets and times on the certifying thread's CPU time
+    real = run_real(model, sets, radius=radius, epsilons=tuple(epsilons), budgets=tuple(budgets),
+                    derived=tuple(derived), cap_s=cap_s)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps([asdict(r) for r in real], indent=1))
+    clock = "CPU time of the certifying thread" if cpu_clock else "wall time"
+    return (f"### Real frames: {label}, r = {radius:g} px, {threads} thread(s), budgets and times per frame in "
+            f"{clock} ({budget_label(REAL_BUDGETS_MS[0])} is the certifier node's default; "
+            f"{', '.join(budget_label(b) for b in derived) or 'nothing'} read off the capped run's decision times)"
+            f"\n\n" + real_table(real))
