@@ -574,7 +574,8 @@ def _refute(ctx: FrameContext, thetas: torch.Tensor, radius: float, res: dict[in
     with torch.no_grad():
         hm = torch.cat([ctx.detector(apply_perturbation(ctx.x0.expand(len(c), -1, -1, -1), c[:, 0], c[:, 1]))
                         for c in t.split(64)])
-    cells = hm.flatten(2).argmax(dim=2)  # (M, K)
+    rows, cols, _ = decode_heatmaps(hm)  # the decoding of predict
+    cells = rows * hm.shape[-1] + cols  # (M, K) flat indices
     for k in todo:
         bad = torch.nonzero(ctx.dist[k][cells[:, k]] > radius).flatten()
         if bad.numel():
