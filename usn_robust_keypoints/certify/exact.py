@@ -1,0 +1,365 @@
+"""Exact verdicts: enumerate the linear regions of ``theta -> heatmap`` over the 2-D theta box.
+
+The perturbed input ``z = c * x0 + b`` is affine in ``theta = (c, b)``; the clip, the BN-folded
+convolutions, the ReLUs and the nearest upsampling (:func:`.bounds.bound_layers`) are piecewise
+linear. So the box splits into convex polygons on each of which every neuron is an affine
+function of theta (SyReNN, Sotoudeh & Thakur 2019). We keep a set of polygons, each with the
+affine map ``a0 + a1 * (c - 1) + a2 * b`` of every neuron of the current layer (float64); at the
+input clip and at each ReLU a polygon is cut along the zero lines of the pre-activations that
+change sign on it (all cuts of one layer form a line arrangement inside the polygon), and every
+piece gets its activation pattern from its centroid.
+
+On a final polygon the heatmap of keypoint ``k`` is affine. The claim ("the argmax is within
+``radius`` of the nominal cell") fails at theta iff some cell ``s`` outside the disk has
+``H_s(theta) >= max_{q in disk} H_q(theta)``. ``max_q H_q`` is convex, not affine, so its minimum
+over a polygon need not be at a vertex: the polygon is first cut into the pieces of the upper
+envelope of the inside cells (where one ``q`` is the largest), on which ``H_q - H_s`` is affine and
+its minimum over the piece is at a vertex. ``proven``: every such minimum exceeds the tolerance on
+every polygon; ``refuted``: a vertex with a negative margin, confirmed by the real (float32)
+detector at that theta; ``open``: the region or time cap was hit (or a violation smaller than the
+tolerance that the real detector does not confirm).
+
+Optionally (``hybrid=True``, the default) a polygon is first tried with the sound forward bounds
+of :mod:`.bounds` from the current layer on (exact affine input forms over the polygon's bounding
+box, margins minimised over the polygon's vertices): if those prove the claim, the polygon is
+not split further. The verdicts are the same (sound bounds only ever prove true claims; every
+unproven polygon is still enumerated exactly); only the number of polygons changes.
+
+Memory: children are materialised in chunks of ``batch`` polygons (depth-first), so the memory
+is a few chunks per layer, whatever the number of regions; ``max_regions`` and ``time_limit_s``
+stop the search with ``open``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..model.preprocess import FrameGeometry
+from ..perturbation import apply_perturbation
+from .bounds import HANDLERS, FoldedConv, Forms, bound_layers, input_clamp
+from .native import frame_context
+
+GEPS = 1e-13  # a line "crosses" a polygon when vertices lie farther than this on both sides (theta units)
+VEPS = 1e-9  # a neuron changes sign on a polygon when its values there exceed this on both sides
+
+
+@dataclass
+class ExactResult:
+    """Exact verdict for one keypoint: ``proven`` / ``refuted`` (with ``theta = (c, b)``) / ``open``."""
+
+    keypoint: int
+    verdict: str
+    theta: tuple[float, float] | None
+    regions: int  # final linear regions enumerated (polygons closed by the bounds included)
+    bound_closed: int  # of those, polygons closed early by the sound bounds (hybrid)
+    time_s: float
+    min_margin: float  # smallest exact margin over the enumerated regions (<= tolerance when not proven)
+    reason: str = ""
+
+    def to_dict(self) -> dict:
+        return {"keypoint": self.keypoint, "verdict": self.verdict,
+                "theta": None if self.theta is None else list(self.theta), "regions": self.regions,
+                "bound_closed": self.bound_closed, "time_s": self.time_s,
+                "min_margin": self.min_margin, "reason": self.reason}
+
+
+@dataclass
+class _Clip:
+    """Piecewise-linear unit ``clip(z, lo, hi)`` (a ReLU is ``lo = 0, hi = inf``)."""
+
+    lo: float
+    hi: float
+
+
+def exact_layers(detector: nn.Module, keypoint: int) -> list:
+    """The folded layer list of ``detector`` in float64 for exact enumeration: the input clip as a
+    :class:`_Clip`, ReLUs as ``_Clip(0, inf)``, the head reduced to ``keypoint``'s channel."""
+    tau, layers = input_clamp(bound_layers(detector))
+    out: list = [_Clip(tau, 1.0 - tau)]
+    for m in layers:
+        if isinstance(m, FoldedConv):
+            m = FoldedConv(m.weight.double(), None if m.bias is None else m.bias.double(), m.stride, m.padding,
+                           m.dilation, m.groups, m.padding_mode)
+        out.append(_Clip(0.0, math.inf) if isinstance(m, nn.ReLU) else m)
+    head = out[-1]
+    out[-1] = FoldedConv(head.weight[keypoint:keypoint + 1], None if head.bias is None else head.bias[keypoint:keypoint + 1],
+                         head.stride, head.padding, head.dilation, head.groups, head.padding_mode)
+    return out
+
+
+def _affine(m, f: torch.Tensor) -> torch.Tensor:
+    """Exact affine forms ``(N, 3, C, H, W)`` through an affine layer (bias on the constant only)."""
+    n = f.shape[0]
+    t = f.reshape(n * 3, *f.shape[2:])
+    if isinstance(m, FoldedConv):
+        x, padding = m.pad(t)
+        t = F.conv2d(x, m.weight, None, m.stride, padding, m.dilation, m.groups)
+    elif isinstance(m, nn.Upsample):
+        t = F.interpolate(t, size=m.size, scale_factor=m.scale_factor, mode="nearest")
+    elif isinstance(m, nn.PixelShuffle):
+        t = F.pixel_shuffle(t, m.upscale_factor)
+    elif not isinstance(m, (nn.Identity, nn.Dropout)):
+        raise ValueError(f"layer {type(m).__name__} is not supported by the exact method")
+    t = t.reshape(n, 3, *t.shape[1:])
+    if isinstance(m, FoldedConv) and m.bias is not None:
+        t[:, 0] += m.bias.view(1, -1, 1, 1)
+    return t
+
+
+def _values(f: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
+    """Values ``(N, V, D)`` of flat forms ``f (N, 3, D)`` at points ``pts (N, V, 2)``."""
+    return f[:, None, 0] + pts[..., 0:1] * f[:, None, 1] + pts[..., 1:2] * f[:, None, 2]
+
+
+def _padded(polys: list[np.ndarray], device) -> torch.Tensor:
+    """Vertices ``(N, Vmax, 2)`` of polygons, short ones padded with their first vertex."""
+    vmax = max(len(p) for p in polys)
+    arr = np.stack([np.concatenate([p, np.repeat(p[:1], vmax - len(p), axis=0)]) for p in polys])
+    return torch.as_tensor(arr, dtype=torch.float64, device=device)
+
+
+def cut(poly: np.ndarray, d: np.ndarray) -> list[np.ndarray]:
+    """The two parts of a convex polygon ``poly (V, 2)`` on either side of a line with signed
+    values ``d (V,)`` at its vertices (the line must cross the polygon)."""
+    d = np.where(np.abs(d) <= GEPS, 0.0, d)
+    neg: list = []
+    pos: list = []
+    n = len(poly)
+    for i in range(n):
+        j = (i + 1) % n
+        if d[i] <= 0:
+            neg.append(poly[i])
+        if d[i] >= 0:
+            pos.append(poly[i])
+        if d[i] * d[j] < 0:
+            x = poly[i] + d[i] / (d[i] - d[j]) * (poly[j] - poly[i])
+            neg.append(x)
+            pos.append(x)
+    return [np.array(neg), np.array(pos)]
+
+
+def arrangement(poly: np.ndarray, lines: np.ndarray) -> list[np.ndarray]:
+    """The cells of the arrangement of ``lines (L, 3)`` (``a0 + a1 u1 + a2 u2 = 0``, ``(a1, a2)``
+    of unit norm) inside the convex polygon ``poly``."""
+    pieces = [poly]
+    for a in lines:
+        verts = np.concatenate(pieces)
+        d = a[0] + verts @ a[1:]
+        starts = np.cumsum([0] + [len(p) for p in pieces[:-1]])
+        crosses = (np.minimum.reduceat(d, starts) < -GEPS) & (np.maximum.reduceat(d, starts) > GEPS)
+        if not crosses.any():
+            continue
+        out = []
+        for p, s, c in zip(pieces, starts, crosses):
+            out.extend(cut(p, d[s:s + len(p)]) if c else [p])
+        pieces = out
+    return pieces
+
+
+def _lines(coef: np.ndarray) -> np.ndarray:
+    """Distinct normalised lines (L, 3) from affine coefficients ``(M, 3)`` (sign fixed, rounded)."""
+    norm = np.hypot(coef[:, 1], coef[:, 2])
+    coef = coef[norm > 1e-14] / norm[norm > 1e-14, None]
+    flip = (coef[:, 1] < 0) | ((coef[:, 1] == 0) & (coef[:, 2] < 0))
+    coef[flip] *= -1
+    _, idx = np.unique(np.round(coef / 1e-12), axis=0, return_index=True)
+    return coef[np.sort(idx)]
+
+
+def _split_lines(f: torch.Tensor, polys: list[np.ndarray], clip: _Clip) -> list[np.ndarray]:
+    """Per polygon, the distinct lines of the kinks (``z = lo``, ``z = hi``) that cross it."""
+    flat = f.flatten(2)  # (N, 3, D)
+    vals = _values(flat, _padded(polys, f.device))  # (N, V, D)
+    mn, mx = vals.amin(dim=1), vals.amax(dim=1)
+    out = []
+    for n in range(len(polys)):
+        parts = []
+        for t in (clip.lo, clip.hi):
+            if not math.isfinite(t):
+                continue
+            idx = torch.nonzero((mn[n] < t - VEPS) & (mx[n] > t + VEPS)).flatten()
+            if idx.numel():
+                c = flat[n][:, idx].T.clone()
+                c[:, 0] -= t
+                parts.append(c.cpu().numpy())
+        out.append(_lines(np.concatenate(parts)) if parts else np.zeros((0, 3)))
+    return out
+
+
+def _apply_clip(f: torch.Tensor, polys: list[np.ndarray], clip: _Clip) -> torch.Tensor:
+    """Forms after ``clip`` on polygons where no kink crosses (pattern from each centroid)."""
+    centre = torch.as_tensor(np.stack([p.mean(axis=0) for p in polys]), dtype=f.dtype, device=f.device)
+    v = f[:, 0] + centre[:, 0].view(-1, 1, 1, 1) * f[:, 1] + centre[:, 1].view(-1, 1, 1, 1) * f[:, 2]
+    inside = ((v > clip.lo) & (v < clip.hi)).unsqueeze(1).to(f.dtype)
+    out = f * inside
+    out[:, 0] += torch.where(v <= clip.lo, clip.lo, 0.0) + (torch.where(v >= clip.hi, clip.hi, 0.0)
+                                                           if math.isfinite(clip.hi) else 0.0)
+    return out
+
+
+class _Spec:
+    """The disk claim of one keypoint on flat heatmap forms ``(N, 3, S)``."""
+
+    def __init__(self, dist: np.ndarray, radius: float, tol: float) -> None:
+        inside = dist <= radius + 1e-9
+        self.inside = np.nonzero(inside)[0]
+        self.outside = np.nonzero(~inside)[0]
+        self.tol = tol
+
+    def bounds_prove(self, lower: torch.Tensor, upper: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
+        """(N,) bool: sound bound forms ``(N, 3, S)`` (in the coordinates of ``pts (N, V, 2)``)
+        prove the claim on the polygons: every outside cell is beaten by some inside cell at all
+        vertices (``lower_q - upper_s`` is affine, so its minimum over a polygon is at a vertex)."""
+        ok = torch.zeros(lower.shape[0], self.outside.size, dtype=torch.bool, device=lower.device)
+        up = upper[:, :, self.outside]
+        for q in self.inside:
+            diff = lower[:, :, q:q + 1] - up  # (N, 3, S_out)
+            ok |= _values(diff, pts).amin(dim=1) > self.tol
+        return ok.all(dim=1)
+
+    def check(self, poly: np.ndarray, h: np.ndarray) -> tuple[float, np.ndarray | None]:
+        """(smallest margin, the vertex where it is reached) of the exact affine heatmap
+        ``h (3, S)`` over ``poly``: the pieces of the inside cells' upper envelope, then
+        ``H_q - H_s`` at each piece's vertices."""
+        pieces = [(poly, self.inside[0])]
+        for q in self.inside[1:]:
+            new = []
+            for p, cur in pieces:
+                g = h[:, q] - h[:, cur]
+                d = g[0] + p @ g[1:]
+                if d.max() <= GEPS:
+                    new.append((p, cur))
+                elif d.min() >= -GEPS:
+                    new.append((p, q))
+                else:
+                    lo, hi = cut(p, d)
+                    new += [(lo, cur), (hi, q)]
+            pieces = new
+        best, where = math.inf, None
+        ho = h[:, self.outside]
+        for p, q in pieces:
+            m = (h[0, q] - ho[0])[None] + p[:, :1] * (h[1, q] - ho[1])[None] + p[:, 1:] * (h[2, q] - ho[2])[None]
+            i = np.unravel_index(np.argmin(m), m.shape)
+            if m[i] < best:
+                best, where = float(m[i]), p[i[0]]
+        return best, where
+
+
+def exact_verdict(detector: nn.Module, x0: torch.Tensor, geometry: FrameGeometry, keypoint: int,
+                  alpha: float, beta: float, radius: float, max_regions: int = 200_000,
+                  time_limit_s: float = 60.0, hybrid: bool = True, batch: int = 16) -> ExactResult:
+    """Exact verdict for ``keypoint`` of the pre-processed input ``x0 (1, 1, H, W)``: is the argmax
+    within ``radius`` frame pixels of the nominal cell for every ``c in [1-alpha, 1+alpha]``,
+    ``b in [-beta, beta]``? ``open`` when ``max_regions`` or ``time_limit_s`` is reached."""
+    t0 = time.perf_counter()
+    ctx = frame_context(detector, x0, geometry)
+    spec = _Spec(ctx.dist[keypoint].cpu().numpy(), radius, ctx.tol)
+    layers = exact_layers(detector, keypoint)
+    blayers = input_clamp(bound_layers(detector))[1]  # float32 forward bounds, aligned with layers[1:]
+    dev = x0.device
+    box = np.array([[-alpha, -beta], [alpha, -beta], [alpha, beta], [-alpha, beta]], dtype=np.float64)
+    if alpha == 0 or beta == 0:  # a segment (or point): a degenerate polygon works the same way
+        box = np.unique(box, axis=0)
+
+    def done(verdict: str, theta=None, reason: str = "") -> ExactResult:
+        th = None if theta is None else (1.0 + float(theta[0]), float(theta[1]))
+        return ExactResult(keypoint, verdict, th, stats["regions"], stats["closed"],
+                           time.perf_counter() - t0, stats["margin"], reason)
+
+    def refutes(u: np.ndarray) -> bool:
+        c = torch.tensor([1.0 + u[0]], dtype=x0.dtype, device=dev)
+        b = torch.tensor([u[1]], dtype=x0.dtype, device=dev)
+        with torch.no_grad():
+            cell = int(detector(apply_perturbation(x0, c, b))[0, keypoint].flatten().argmax())
+        return bool(ctx.dist[keypoint, cell] > radius)
+
+    stats = {"regions": 0, "closed": 0, "margin": math.inf}
+    for u in np.concatenate([box, box.mean(axis=0, keepdims=True)]):  # cheap counter-examples first
+        if refutes(u):
+            return done("refuted", u, "box corner / centre")
+    x = x0.to(torch.float64)
+    f0 = torch.stack([x, x, torch.ones_like(x)], dim=1)  # z = x0 + (c - 1) x0 + b
+    # Stack items: (layer index, forms at its input (N, 3, C, H, W), polygons) or, for the pieces
+    # of a split that are not materialised yet, (layer index, parent forms, [(parent, polygon)]).
+    stack: list = [("forms", 0, f0, [box])]
+    while stack:
+        if time.perf_counter() - t0 > time_limit_s:
+            return done("open", reason=f"time limit {time_limit_s:g} s")
+        if stats["regions"] >= max_regions:
+            return done("open", reason=f"region cap {max_regions}")
+        kind, i, f, items = stack.pop()
+        if kind == "pending":
+            if len(items) > batch:
+                stack.append(("pending", i, f, items[batch:]))
+            idx = torch.tensor([p for p, _ in items[:batch]], device=dev)
+            polys = [q for _, q in items[:batch]]
+            stack.append(("forms", i + 1, _apply_clip(f[idx], polys, layers[i]), polys))
+            continue
+        polys = items
+        if i == len(layers):
+            h = f[:, :, 0].flatten(2).cpu().numpy()  # (N, 3, S)
+            for p, hn in zip(polys, h):
+                stats["regions"] += 1
+                m, v = spec.check(p, hn)
+                stats["margin"] = min(stats["margin"], m)
+                if m <= spec.tol:
+                    if m < -spec.tol:
+                        for t in (0.0, 0.01, 0.1, 0.5):
+                            u = v + t * (p.mean(axis=0) - v)
+                            if refutes(u):
+                                return done("refuted", u, "exact enumeration")
+                    return done("open", reason=f"exact margin {m:.3g} at theta ({1 + v[0]:.6f}, {v[1]:.6f}) "
+                                               f"within the tolerance or not confirmed by the float32 detector")
+            continue
+        m = layers[i]
+        if not isinstance(m, _Clip):
+            stack.append(("forms", i + 1, _affine(m, f), polys))
+            continue
+        lines = _split_lines(f, polys, m)
+        split = [n for n, ln in enumerate(lines) if len(ln)]
+        if hybrid and split and i > 0:
+            proven = _bounds_prove(blayers[i - 1:], keypoint, f[split], [polys[n] for n in split], spec)
+            stats["closed"] += int(proven.sum())
+            stats["regions"] += int(proven.sum())
+            drop = {split[j] for j in torch.nonzero(proven).flatten().tolist()}
+            keep = [n for n in range(len(polys)) if n not in drop]
+            if not keep:
+                continue
+            f, polys, lines = f[keep], [polys[n] for n in keep], [lines[n] for n in keep]
+        pieces = [(n, q) for n, (p, ln) in enumerate(zip(polys, lines)) for q in arrangement(p, ln)]
+        stack.append(("pending", i, f, pieces))
+    return done("proven")
+
+
+def _bounds_prove(layers: list, keypoint: int, f: torch.Tensor, polys: list[np.ndarray], spec: _Spec) -> torch.Tensor:
+    """(N,) bool: the forward bounds of :mod:`.bounds` (the float32 ``layers`` of
+    :func:`.bounds.bound_layers` from the current ReLU on) prove the claim on each polygon,
+    starting from its exact forms ``f`` expressed over the polygon's bounding box."""
+    lo = torch.as_tensor(np.stack([p.min(axis=0) for p in polys]), dtype=f.dtype, device=f.device)
+    hi = torch.as_tensor(np.stack([p.max(axis=0) for p in polys]), dtype=f.dtype, device=f.device)
+    mid, rad = (lo + hi) / 2, ((hi - lo) / 2).clamp_min(1e-30)
+    sh = (-1, 1, 1, 1)
+    g = torch.stack([f[:, 0] + mid[:, 0].view(sh) * f[:, 1] + mid[:, 1].view(sh) * f[:, 2],
+                     rad[:, 0].view(sh) * f[:, 1], rad[:, 1].view(sh) * f[:, 2]], dim=1)
+    g = g.to(layers[-1].weight.dtype)
+    forms = Forms(g, g)
+    for m in layers:
+        forms = HANDLERS[type(m)](forms, m)
+    pts = ((_padded(polys, f.device) - mid[:, None]) / rad[:, None]).to(g.dtype)
+    return spec.bounds_prove(forms.lower[:, :, keypoint].flatten(2), forms.upper[:, :, keypoint].flatten(2), pts)
+
+
+def exact_frame(model, image: np.ndarray, alpha: float = 0.02, beta: float = 0.02, radius: float = 4.0,
+                keypoints: list[int] | None = None, **kwargs) -> list[ExactResult]:
+    """:func:`exact_verdict` for ``keypoints`` (default all) of one uint8 frame and a
+    :class:`~usn_robust_keypoints.model.KeypointModel`."""
+    x0, geo = model.preprocess(image)
+    ks = range(model.config.num_keypoints) if keypoints is None else keypoints
+    return [exact_verdict(model.detector, x0, geo, k, alpha, beta, radius, **kwargs) for k in ks]
