@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -252,71 +253,45 @@ class _Spec:
         return best, where
 
 
-def exact_verdict(detector: nn.Module, x0: torch.Tensor, geometry: FrameGeometry, keypoint: int,
-                  alpha: float, beta: float, radius: float, max_regions: int = 200_000,
-                  time_limit_s: float = 60.0, hybrid: bool = True, batch: int = 16) -> ExactResult:
-    """Exact verdict for ``keypoint`` of the pre-processed input ``x0 (1, 1, H, W)``: is the argmax
-    within ``radius`` frame pixels of the nominal cell for every ``c in [1-alpha, 1+alpha]``,
-    ``b in [-beta, beta]``? ``open`` when ``max_regions`` or ``time_limit_s`` is reached."""
-    t0 = time.perf_counter()
-    ctx = frame_context(detector, x0, geometry)
-    spec = _Spec(ctx.dist[keypoint].cpu().numpy(), radius, ctx.tol)
-    layers = exact_layers(detector, keypoint)
-    blayers = input_clamp(bound_layers(detector))[1]  # float32 forward bounds, aligned with layers[1:]
-    dev = x0.device
+def box_polygon(alpha: float, beta: float) -> np.ndarray:
+    """The theta box in the coordinates ``u = (c - 1, b)`` as a counter-clockwise polygon (a
+    segment or a point when a side has zero width)."""
     box = np.array([[-alpha, -beta], [alpha, -beta], [alpha, beta], [-alpha, beta]], dtype=np.float64)
-    if alpha == 0 or beta == 0:  # a segment (or point): a degenerate polygon works the same way
-        box = np.unique(box, axis=0)
+    if alpha == 0 or beta == 0:
+        box = box[np.sort(np.unique(box, axis=0, return_index=True)[1])]
+    return box
 
-    def done(verdict: str, theta=None, reason: str = "") -> ExactResult:
-        th = None if theta is None else (1.0 + float(theta[0]), float(theta[1]))
-        return ExactResult(keypoint, verdict, th, stats["regions"], stats["closed"],
-                           time.perf_counter() - t0, stats["margin"], reason)
 
-    def refutes(u: np.ndarray) -> bool:
-        c = torch.tensor([1.0 + u[0]], dtype=x0.dtype, device=dev)
-        b = torch.tensor([u[1]], dtype=x0.dtype, device=dev)
-        with torch.no_grad():
-            cell = int(detector(apply_perturbation(x0, c, b))[0, keypoint].flatten().argmax())
-        return bool(ctx.dist[keypoint, cell] > radius)
+Prune = Callable[[int, torch.Tensor, list], torch.Tensor]
 
-    stats = {"regions": 0, "closed": 0, "margin": math.inf}
-    for u in np.concatenate([box, box.mean(axis=0, keepdims=True)]):  # cheap counter-examples first
-        if refutes(u):
-            return done("refuted", u, "box corner / centre")
+
+def linear_regions(layers: list, x0: torch.Tensor, polygon: np.ndarray, prune: Prune | None = None,
+                   batch: int = 16, stop: Callable[[], bool] | None = None) -> Iterator[tuple[list[np.ndarray], torch.Tensor]]:
+    """Enumerate the linear regions of ``layers`` (:func:`exact_layers`) on the input
+    ``clip(c * x0 + b)`` over ``polygon`` (``u = (c - 1, b)`` coordinates): yields batches
+    ``(polygons, forms (N, 3, C, H, W))`` of the output's exact affine maps ``a0 + a1 u1 + a2 u2``.
+
+    ``prune(i, forms, polygons)`` (optional) is asked before the polygons that would be split at
+    layer ``i`` are split; it returns (N,) bool, True for polygons that need no further enumeration
+    (they are dropped). Depth-first, at most ``batch`` polygons materialised per layer at a time;
+    the enumeration ends early as soon as ``stop()`` (optional) returns True."""
     x = x0.to(torch.float64)
     f0 = torch.stack([x, x, torch.ones_like(x)], dim=1)  # z = x0 + (c - 1) x0 + b
-    # Stack items: (layer index, forms at its input (N, 3, C, H, W), polygons) or, for the pieces
-    # of a split that are not materialised yet, (layer index, parent forms, [(parent, polygon)]).
-    stack: list = [("forms", 0, f0, [box])]
-    while stack:
-        if time.perf_counter() - t0 > time_limit_s:
-            return done("open", reason=f"time limit {time_limit_s:g} s")
-        if stats["regions"] >= max_regions:
-            return done("open", reason=f"region cap {max_regions}")
+    # Stack items: ("forms", layer index, forms at its input (N, 3, C, H, W), polygons) or, for the
+    # pieces of a split not materialised yet, ("pending", layer index, parent forms, [(parent, polygon)]).
+    stack: list = [("forms", 0, f0, [polygon])]
+    while stack and not (stop is not None and stop()):
         kind, i, f, items = stack.pop()
         if kind == "pending":
             if len(items) > batch:
                 stack.append(("pending", i, f, items[batch:]))
-            idx = torch.tensor([p for p, _ in items[:batch]], device=dev)
+            idx = torch.tensor([p for p, _ in items[:batch]], device=f.device)
             polys = [q for _, q in items[:batch]]
             stack.append(("forms", i + 1, _apply_clip(f[idx], polys, layers[i]), polys))
             continue
         polys = items
         if i == len(layers):
-            h = f[:, :, 0].flatten(2).cpu().numpy()  # (N, 3, S)
-            for p, hn in zip(polys, h):
-                stats["regions"] += 1
-                m, v = spec.check(p, hn)
-                stats["margin"] = min(stats["margin"], m)
-                if m <= spec.tol:
-                    if m < -spec.tol:
-                        for t in (0.0, 0.01, 0.1, 0.5):
-                            u = v + t * (p.mean(axis=0) - v)
-                            if refutes(u):
-                                return done("refuted", u, "exact enumeration")
-                    return done("open", reason=f"exact margin {m:.3g} at theta ({1 + v[0]:.6f}, {v[1]:.6f}) "
-                                               f"within the tolerance or not confirmed by the float32 detector")
+            yield polys, f
             continue
         m = layers[i]
         if not isinstance(m, _Clip):
@@ -324,17 +299,83 @@ def exact_verdict(detector: nn.Module, x0: torch.Tensor, geometry: FrameGeometry
             continue
         lines = _split_lines(f, polys, m)
         split = [n for n, ln in enumerate(lines) if len(ln)]
-        if hybrid and split and i > 0:
-            proven = _bounds_prove(blayers[i - 1:], keypoint, f[split], [polys[n] for n in split], spec)
-            stats["closed"] += int(proven.sum())
-            stats["regions"] += int(proven.sum())
-            drop = {split[j] for j in torch.nonzero(proven).flatten().tolist()}
+        if prune is not None and split:
+            closed = prune(i, f[split], [polys[n] for n in split])
+            drop = {split[j] for j in torch.nonzero(closed).flatten().tolist()}
             keep = [n for n in range(len(polys)) if n not in drop]
             if not keep:
                 continue
             f, polys, lines = f[keep], [polys[n] for n in keep], [lines[n] for n in keep]
         pieces = [(n, q) for n, (p, ln) in enumerate(zip(polys, lines)) for q in arrangement(p, ln)]
         stack.append(("pending", i, f, pieces))
+
+
+def exact_verdict(detector: nn.Module, x0: torch.Tensor, geometry: FrameGeometry, keypoint: int,
+                  alpha: float, beta: float, radius: float, max_regions: int = 200_000,
+                  time_limit_s: float = 60.0, hybrid: bool = True, batch: int = 16,
+                  corners_first: bool = True) -> ExactResult:
+    """Exact verdict for ``keypoint`` of the pre-processed input ``x0 (1, 1, H, W)``: is the argmax
+    within ``radius`` frame pixels of the nominal cell for every ``c in [1-alpha, 1+alpha]``,
+    ``b in [-beta, beta]``? ``open`` when ``max_regions`` or ``time_limit_s`` is reached.
+    ``corners_first`` tries the box corners and centre as counter-examples before enumerating."""
+    t0 = time.perf_counter()
+    ctx = frame_context(detector, x0, geometry)
+    spec = _Spec(ctx.dist[keypoint].cpu().numpy(), radius, ctx.tol)
+    layers = exact_layers(detector, keypoint)
+    blayers = input_clamp(bound_layers(detector))[1]  # float32 forward bounds, aligned with layers[1:]
+    box = box_polygon(alpha, beta)
+    stats = {"regions": 0, "closed": 0, "margin": math.inf}
+
+    def done(verdict: str, theta=None, reason: str = "") -> ExactResult:
+        th = None if theta is None else (1.0 + float(theta[0]), float(theta[1]))
+        return ExactResult(keypoint, verdict, th, stats["regions"], stats["closed"],
+                           time.perf_counter() - t0, stats["margin"], reason)
+
+    def refutes(u: np.ndarray) -> bool:
+        c = torch.tensor([1.0 + u[0]], dtype=x0.dtype, device=x0.device)
+        b = torch.tensor([u[1]], dtype=x0.dtype, device=x0.device)
+        with torch.no_grad():
+            cell = int(detector(apply_perturbation(x0, c, b))[0, keypoint].flatten().argmax())
+        return bool(ctx.dist[keypoint, cell] > radius)
+
+    def prune(i: int, f: torch.Tensor, polys: list) -> torch.Tensor:
+        if i == 0:  # the input clip: the bounds of the whole network never pay here
+            return torch.zeros(len(polys), dtype=torch.bool)
+        closed = _bounds_prove(blayers[i - 1:], keypoint, f, polys, spec)
+        stats["closed"] += int(closed.sum())
+        stats["regions"] += int(closed.sum())
+        return closed
+
+    if spec.outside.size == 0:
+        return done("proven", reason="every cell is within the radius")
+    for u in np.concatenate([box, box.mean(axis=0, keepdims=True)]) if corners_first else []:
+        if refutes(u):
+            return done("refuted", u, "box corner / centre")
+    def stop() -> bool:
+        return time.perf_counter() - t0 > time_limit_s or stats["regions"] >= max_regions
+
+    unconfirmed = None  # (margin, vertex) of the worst violation the real detector did not confirm
+    for polys, f in linear_regions(layers, x0, box, prune if hybrid else None, batch, stop):
+        for p, h in zip(polys, f[:, :, 0].flatten(2).cpu().numpy()):
+            stats["regions"] += 1
+            m, v = spec.check(p, h)
+            stats["margin"] = min(stats["margin"], m)
+            if m <= spec.tol:  # a violation (or a tie): confirm it on the real detector, else go on
+                if m < -spec.tol:
+                    for t in (0.0, 0.01, 0.1, 0.5):
+                        u = v + t * (p.mean(axis=0) - v)
+                        if refutes(u):
+                            return done("refuted", u, "exact enumeration")
+                if unconfirmed is None or m < unconfirmed[0]:
+                    unconfirmed = (m, v)
+    if unconfirmed is not None:
+        m, v = unconfirmed
+        return done("open", reason=f"exact margin {m:.3g} at theta ({1 + v[0]:.6f}, {v[1]:.6f}) within the "
+                                   "tolerance or not confirmed by the float32 detector")
+    if stats["regions"] >= max_regions:
+        return done("open", reason=f"region cap {max_regions}")
+    if time.perf_counter() - t0 > time_limit_s:
+        return done("open", reason=f"time limit {time_limit_s:g} s")
     return done("proven")
 
 
