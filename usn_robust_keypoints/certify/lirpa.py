@@ -7,8 +7,8 @@ auto_LiRPA's ``Resize`` operator does not bound ``nn.Upsample(scale_factor=2, mo
 an identity ``ConvTranspose2d`` (kernel 2x2, stride 2; auto_LiRPA only bounds ``groups=1``, so
 the kernel is a dense ``C x C`` identity): the same function, value for value. Everything the
 rewrite cannot express is refused by :func:`lirpa_network` with a ``ValueError`` before
-auto_LiRPA is called, and any failure inside auto_LiRPA becomes one ``RuntimeError`` naming the
-model's layers and the method.
+auto_LiRPA is called, and any failure inside auto_LiRPA becomes one :class:`LirpaError` (a
+``ValueError``: the CLI prints it as one line) naming the model's layers and the method.
 """
 
 from __future__ import annotations
@@ -23,12 +23,21 @@ from ..model.detector import fold_batchnorm
 from ..perturbation import SemanticPerturbation
 from .bounds import net_input_clamp
 from .native import FrameContext
+from .request import LIRPA_METHODS
 
 INSTALL_HINT = ('the auto_lirpa backend needs auto_LiRPA, which is only distributed as source: '
                 'pip install "auto_LiRPA @ git+https://github.com/Verified-Intelligence/auto_LiRPA"')
-METHODS = {"IBP": "IBP", "CROWN-IBP": "CROWN-IBP", "CROWN": "CROWN", "alpha-CROWN": "CROWN-Optimized"}
+# Our method name -> auto_LiRPA's. "CROWN": backward (CROWN) bounds of the spec rows on forward-mode
+# intermediate bounds (cheap for a 2-D input); "full-CROWN" / "alpha-CROWN" also bound every
+# intermediate layer backward, which needs memory quadratic in the layer size (see _FULL_BACKWARD).
+METHODS = dict(zip(LIRPA_METHODS, ("IBP", "IBP+backward", "forward+backward", "CROWN", "CROWN-Optimized")))
+_FULL_BACKWARD = ("full-CROWN", "alpha-CROWN")
+FULL_BACKWARD_MAX_GB = 4.0  # refuse full backward intermediate bounds above this estimate
 ROWS_PER_CALL = 512  # spec rows per compute_bounds call (memory of the final backward pass)
-CROWN_BATCH = 256  # intermediate neurons bounded per backward batch (auto_LiRPA's crown_batch_size)
+
+
+class LirpaError(ValueError):
+    """auto_LiRPA failed on a model the rewrite accepted (its own error in the message)."""
 
 
 def import_lirpa():
@@ -99,6 +108,19 @@ def lirpa_network(detector: nn.Module, x0: torch.Tensor) -> nn.Sequential:
     return nn.Sequential(*layers, nn.Flatten()).eval()
 
 
+def full_backward_gb(net: nn.Sequential, x0: torch.Tensor) -> float:
+    """Rough memory (GB) of backward intermediate bounds: two float32 ``n x n`` coefficient
+    matrices for the largest layer (``n`` neurons), the dominant term of auto_LiRPA's CROWN."""
+    theta = torch.tensor([[1.0, 0.0]], dtype=x0.dtype, device=x0.device)
+    sizes = []
+    with torch.no_grad():
+        x = theta
+        for m in net:
+            x = m(x)
+            sizes.append(x[0].numel())
+    return 2 * 4 * max(sizes) ** 2 / 1e9
+
+
 def certify_lirpa(ctx: FrameContext, alpha: float, beta: float, radius: float,
                   method: str = "CROWN") -> tuple[list[float], list[str], list[float]]:
     """r*, state (proven / exhausted) and seconds per keypoint from auto_LiRPA bounds of
@@ -107,16 +129,21 @@ def certify_lirpa(ctx: FrameContext, alpha: float, beta: float, radius: float,
         raise ValueError(f"unknown auto_LiRPA method {method!r}; choose one of {', '.join(METHODS)}")
     lirpa = import_lirpa()
     net = lirpa_network(ctx.detector, ctx.x0).to(ctx.x0.device)
+    if method in _FULL_BACKWARD:
+        gb = full_backward_gb(net, ctx.x0)
+        if gb > FULL_BACKWARD_MAX_GB:
+            raise ValueError(f"auto_LiRPA {method} bounds every intermediate layer backward, about {gb:.0f} GB for "
+                             f"this model (more than {FULL_BACKWARD_MAX_GB:g} GB); use method='CROWN' (backward "
+                             f"bounds on forward-mode intermediate bounds) or 'IBP'")
     dtype, device = ctx.x0.dtype, ctx.x0.device
     theta0 = torch.tensor([[1.0, 0.0]], dtype=dtype, device=device)
     try:
-        bounded = lirpa.BoundedModule(net, theta0, device=device, verbose=0,
-                                      bound_opts={"crown_batch_size": CROWN_BATCH})
+        bounded = lirpa.BoundedModule(net, theta0, device=device, verbose=0)
         ptb = lirpa.PerturbationLpNorm(norm=np.inf, x_L=torch.tensor([[1.0 - alpha, -beta]], dtype=dtype, device=device),
                                        x_U=torch.tensor([[1.0 + alpha, beta]], dtype=dtype, device=device))
         theta = lirpa.BoundedTensor(theta0, ptb)
     except Exception as e:  # auto_LiRPA parses the graph here: report it as one clear error
-        raise RuntimeError(f"auto_LiRPA could not build bounds for this model "
+        raise LirpaError(f"auto_LiRPA could not build bounds for this model "
                            f"({' -> '.join(type(m).__name__ for m in net)}): {type(e).__name__}: {e}") from e
     n_k, hw = ctx.dist.shape
     h, w = ctx.heatmap_size
@@ -136,7 +163,7 @@ def certify_lirpa(ctx: FrameContext, alpha: float, beta: float, radius: float,
                 with torch.no_grad() if method == "IBP" else torch.enable_grad():
                     lb, _ = bounded.compute_bounds(x=(theta,), C=C, method=METHODS[method], bound_upper=False)
             except Exception as e:
-                raise RuntimeError(f"auto_LiRPA failed computing {method} bounds: {type(e).__name__}: {e}") from e
+                raise LirpaError(f"auto_LiRPA failed computing {method} bounds: {type(e).__name__}: {e}") from e
             lbs.append(lb.detach()[0].cpu())
         lb = torch.cat(lbs)
         failing = others[lb <= ctx.tol]

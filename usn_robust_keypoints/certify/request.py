@@ -23,15 +23,15 @@ from dataclasses import dataclass
 from ..perturbation import PerturbationBox
 
 BACKENDS = ("native", "auto_lirpa")
-LIRPA_METHODS = ("IBP", "CROWN", "alpha-CROWN")
+LIRPA_METHODS = ("IBP", "CROWN-IBP", "CROWN", "full-CROWN", "alpha-CROWN")  # see .lirpa.METHODS
 
 
 @dataclass(frozen=True)
 class CertifyOptions:
     """Engine settings of :func:`.api.certify` beyond the request itself.
 
-    ``margins``: compute beta*/alpha* by bisection; ``method``: the auto_LiRPA method (IBP, CROWN,
-    alpha-CROWN) for ``backend="auto_lirpa"``; ``max_depth``: cap of the native box splitting (0 =
+    ``margins``: compute beta*/alpha* by bisection; ``method``: the auto_LiRPA method
+    (:data:`LIRPA_METHODS`, meanings in :data:`.lirpa.METHODS`) for ``backend="auto_lirpa"``; ``max_depth``: cap of the native box splitting (0 =
     one bound pass over the whole box; ``None``: :data:`.api.MAX_DEPTH`); ``backward=False``: no
     backward refinement of undecided spec rows (forward bounds + splitting only);
     ``thorough=True``: split every failing sub-box down to ``max_depth`` instead of giving up on

@@ -13,12 +13,11 @@ with the smallest nominal margin), one forward bound pass (:func:`.certify.bound
   pass (:func:`.certify.backward.backward_margins`), against the nominal margin at the sub-box
   centre; the gap's rate ``d log gap / d log w``.
 
-    python -m usn_robust_keypoints.experiments.diagnose_bounds --out results/diagnosis
+    usn-keypoints diagnose-bounds --out results/diagnosis
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
@@ -154,7 +153,7 @@ def _rate(widths: list[float], gaps: list[float]) -> float:
 def markdown(results: dict, alpha: float, beta: float, radius: float) -> str:
     """The tables of ``results`` (frame -> :func:`diagnose_frame` output)."""
     lines = [f"# Bound looseness by layer and sub-box width (α = {alpha:g}, β = {beta:g}, r = {radius:g} px)",
-             "", "Command: `python -m usn_robust_keypoints.experiments.diagnose_bounds`; width = sub-box width "
+             "", f"Command: `usn-keypoints diagnose-bounds --frames {','.join(results)}`; width = sub-box width "
              "÷ full box width. Forward bounds of one pass over the sub-box.", ""]
     lines += ["## Spec margin per keypoint: nominal margin at the sub-box centre vs proven lower bounds", "",
               "fwd = forward-bound lower bound of min_s (H_p − H_s); bwd = backward bound of the 16 weakest rows "
@@ -193,32 +192,23 @@ def markdown(results: dict, alpha: float, beta: float, radius: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--frames", default="left01,left03,left04,left07", help="opencv-doc photo names")
-    ap.add_argument("--model", default=None, help="checkpoint (default: the shipped default model)")
-    ap.add_argument("--alpha", type=float, default=0.02)
-    ap.add_argument("--beta", type=float, default=0.02)
-    ap.add_argument("--radius", type=float, default=4.0)
-    ap.add_argument("--out", default="results/diagnosis")
-    args = ap.parse_args(argv)
+def diagnose_bounds(frames: list[str], out: str | Path = "results/diagnosis", model_path: str | None = None,
+                    alpha: float = 0.02, beta: float = 0.02, radius: float = 4.0) -> str:
+    """Diagnose the opencv-doc photos ``frames`` (e.g. ``["left03"]``); writes
+    ``bounds_diagnosis.{json,md}`` to ``out`` and returns the markdown."""
     torch.set_num_threads(1)
-    model = load_model(args.model, device="cpu")
+    model = load_model(model_path, device="cpu")
     data = opencv_doc_data()
     results = {}
-    for name in args.frames.split(","):
+    for name in frames:
         image = cv2.imread(str(data / f"{name}.jpg"))
         if image is None:
-            raise SystemExit(f"no photo {name}.jpg in {data}")
-        results[name] = diagnose_frame(model, image, args.alpha, args.beta, args.radius)
+            raise FileNotFoundError(f"no photo {name}.jpg in {data}")
+        results[name] = diagnose_frame(model, image, alpha, beta, radius)
         print(f"[diagnose-bounds] {name} done", flush=True)
-    out = Path(args.out)
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bounds_diagnosis.json").write_text(json.dumps(results, indent=1))
-    md = markdown(results, args.alpha, args.beta, args.radius)
+    md = markdown(results, alpha, beta, radius)
     (out / "bounds_diagnosis.md").write_text(md)
-    print(md)
-
-
-if __name__ == "__main__":
-    main()
+    return md
