@@ -49,6 +49,7 @@ from .native import frame_context
 
 GEPS = 1e-13  # a line "crosses" a polygon when vertices lie farther than this on both sides (theta units)
 VEPS = 1e-9  # a neuron changes sign on a polygon when its values there exceed this on both sides
+FULL_SPLIT = 3  # with a prune, polygons crossed by more kink lines are bisected first (see linear_regions)
 
 
 @dataclass
@@ -164,6 +165,13 @@ def arrangement(poly: np.ndarray, lines: np.ndarray) -> list[np.ndarray]:
     return pieces
 
 
+def bisect(poly: np.ndarray, lines: np.ndarray) -> list[np.ndarray]:
+    """The two halves of ``poly`` along the line of ``lines`` nearest its centroid."""
+    d = lines[:, 0] + lines[:, 1:] @ poly.mean(axis=0)
+    a = lines[int(np.argmin(np.abs(d)))]
+    return cut(poly, a[0] + poly @ a[1:])
+
+
 def _lines(coef: np.ndarray) -> np.ndarray:
     """Distinct normalised lines (L, 3) from affine coefficients ``(M, 3)`` (sign fixed, rounded)."""
     norm = np.hypot(coef[:, 1], coef[:, 2])
@@ -273,21 +281,28 @@ def linear_regions(layers: list, x0: torch.Tensor, polygon: np.ndarray, prune: P
 
     ``prune(i, forms, polygons)`` (optional) is asked before the polygons that would be split at
     layer ``i`` are split; it returns (N,) bool, True for polygons that need no further enumeration
-    (they are dropped). Depth-first, at most ``batch`` polygons materialised per layer at a time;
+    (they are dropped); with a ``prune``, a polygon crossed by more than :data:`FULL_SPLIT` kink
+    lines is first bisected along the line nearest its centroid and the halves are asked again
+    (the bounds often prove a half long before the full arrangement is reached). Depth-first, at most ``batch`` polygons materialised per layer at a time;
     the enumeration ends early as soon as ``stop()`` (optional) returns True."""
     x = x0.to(torch.float64)
     f0 = torch.stack([x, x, torch.ones_like(x)], dim=1)  # z = x0 + (c - 1) x0 + b
     # Stack items: ("forms", layer index, forms at its input (N, 3, C, H, W), polygons) or, for the
-    # pieces of a split not materialised yet, ("pending", layer index, parent forms, [(parent, polygon)]).
+    # pieces of a split not materialised yet, ("pending" | "halves", layer index, parent forms,
+    # [(parent, polygon)]): "pending" pieces are cells of the full arrangement (they go through the
+    # kink layer), "halves" are bisected polygons that come back to the same layer (and the prune).
     stack: list = [("forms", 0, f0, [polygon])]
     while stack and not (stop is not None and stop()):
         kind, i, f, items = stack.pop()
-        if kind == "pending":
+        if kind != "forms":  # pieces of a split: materialise a batch (after the kink layer, or before it again)
             if len(items) > batch:
-                stack.append(("pending", i, f, items[batch:]))
+                stack.append((kind, i, f, items[batch:]))
             idx = torch.tensor([p for p, _ in items[:batch]], device=f.device)
             polys = [q for _, q in items[:batch]]
-            stack.append(("forms", i + 1, _apply_clip(f[idx], polys, layers[i]), polys))
+            if kind == "pending":
+                stack.append(("forms", i + 1, _apply_clip(f[idx], polys, layers[i]), polys))
+            else:
+                stack.append(("forms", i, f[idx], polys))
             continue
         polys = items
         if i == len(layers):
@@ -306,8 +321,16 @@ def linear_regions(layers: list, x0: torch.Tensor, polygon: np.ndarray, prune: P
             if not keep:
                 continue
             f, polys, lines = f[keep], [polys[n] for n in keep], [lines[n] for n in keep]
-        pieces = [(n, q) for n, (p, ln) in enumerate(zip(polys, lines)) for q in arrangement(p, ln)]
-        stack.append(("pending", i, f, pieces))
+        pieces, halves = [], []
+        for n, (p, ln) in enumerate(zip(polys, lines)):
+            if prune is not None and len(ln) > FULL_SPLIT:  # bisect, let the bounds try the halves again
+                halves += [(n, q) for q in bisect(p, ln)]
+            else:
+                pieces += [(n, q) for q in arrangement(p, ln)]
+        if pieces:
+            stack.append(("pending", i, f, pieces))
+        if halves:
+            stack.append(("halves", i, f, halves))
 
 
 def exact_verdict(detector: nn.Module, x0: torch.Tensor, geometry: FrameGeometry, keypoint: int,
