@@ -166,3 +166,27 @@ def test_caps_give_open() -> None:
     res = exact_verdict(model.detector, x0, GEO, 0, 0.4, 0.4, 0.0, time_limit_s=0.0, hybrid=False)
     assert res.verdict == "open" and "time limit" in res.reason
     assert exact_verdict(model.detector, x0, GEO, 0, 0.4, 0.4, 100.0).verdict == "proven"  # no cell outside
+
+
+def test_cli_diagnose_bounds_and_exact_verdicts(tmp_path) -> None:
+    """Both subcommands run end to end on a tiny model and a real photo and write their tables."""
+    import json
+
+    from usn_robust_keypoints.cli import main
+    from usn_robust_keypoints.data.opencv_doc import opencv_doc_data
+    from usn_robust_keypoints.model import save_checkpoint
+
+    try:
+        opencv_doc_data()
+    except RuntimeError as e:
+        pytest.skip(f"opencv-doc photos not installable here: {e}")
+    ckpt = save_checkpoint(random_model(0, TINY).detector, tmp_path / "tiny.safetensors")
+    assert main(["diagnose-bounds", "--frames", "left01", "--model", str(ckpt), "--out", str(tmp_path / "d")]) == 0
+    doc = json.loads((tmp_path / "d" / "bounds_diagnosis.json").read_text())
+    kps = doc["left01"]["centres"]["centre"]["64"]["keypoints"]
+    assert len(kps) == TINY.num_keypoints and all(k["forward_lb"] <= k["nominal_margin"] + 1e-4 for k in kps)
+    assert "| left01 | 0 | centre |" in (tmp_path / "d" / "bounds_diagnosis.md").read_text()
+    assert main(["exact-verdicts", "--frames", "left01", "--model", str(ckpt), "--time-limit", "60",
+                 "--alpha", "0.05", "--beta", "0.05", "--out", str(tmp_path / "e")]) == 0
+    rows = json.loads((tmp_path / "e" / "exact_verdicts.json").read_text())["rows"]
+    assert [r["keypoint"] for r in rows] == [0, 1] and all(r["verdict"] in ("proven", "refuted") for r in rows)
