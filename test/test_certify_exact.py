@@ -140,10 +140,10 @@ def test_verdicts_agree_with_dense_grid() -> None:
         for k in range(TINY.num_keypoints):
             dist = ctx.dist[k].numpy()
             cell = int(ctx.cells[k, 0]) * 8 + int(ctx.cells[k, 1])
-            res = exact_verdict(model.detector, x0, GEO, k, alpha, beta, radius, time_limit_s=60, corners_first=False)
+            res = exact_verdict(model.detector, x0, GEO, k, alpha, beta, radius, time_limit_s=60, sample_first=0)
             assert res.verdict in ("proven", "refuted"), res
             plain = exact_verdict(model.detector, x0, GEO, k, alpha, beta, radius, hybrid=False, time_limit_s=60,
-                                  corners_first=False)
+                                  sample_first=0)
             assert plain.verdict == res.verdict, (res, plain)
             seen.add(res.verdict)
             grid = _grid_violations(model, x0, k, cell, dist, radius, (1.0, 0.0), (alpha, beta), 121)

@@ -336,11 +336,12 @@ def linear_regions(layers: list, x0: torch.Tensor, polygon: np.ndarray, prune: P
 def exact_verdict(detector: nn.Module, x0: torch.Tensor, geometry: FrameGeometry, keypoint: int,
                   alpha: float, beta: float, radius: float, max_regions: int = 200_000,
                   time_limit_s: float = 60.0, hybrid: bool = True, batch: int = 16,
-                  corners_first: bool = True) -> ExactResult:
+                  sample_first: int = 17) -> ExactResult:
     """Exact verdict for ``keypoint`` of the pre-processed input ``x0 (1, 1, H, W)``: is the argmax
     within ``radius`` frame pixels of the nominal cell for every ``c in [1-alpha, 1+alpha]``,
     ``b in [-beta, beta]``? ``open`` when ``max_regions`` or ``time_limit_s`` is reached.
-    ``corners_first`` tries the box corners and centre as counter-examples before enumerating."""
+    ``sample_first = n`` first tries an ``n x n`` grid of theta (corners and edges included) on the
+    real detector as counter-examples (0: enumerate right away)."""
     t0 = time.perf_counter()
     ctx = frame_context(detector, x0, geometry)
     spec = _Spec(ctx.dist[keypoint].cpu().numpy(), radius, ctx.tol)
@@ -354,12 +355,19 @@ def exact_verdict(detector: nn.Module, x0: torch.Tensor, geometry: FrameGeometry
         return ExactResult(keypoint, verdict, th, stats["regions"], stats["closed"],
                            time.perf_counter() - t0, stats["margin"], reason)
 
+    def violations(u: np.ndarray) -> torch.Tensor:
+        """(M,) bool: the real detector's argmax at ``u (M, 2)`` leaves the disk."""
+        t = torch.as_tensor(u, dtype=x0.dtype, device=x0.device).view(-1, 2)
+        out = []
+        for i in range(0, t.shape[0], 64):
+            with torch.no_grad():
+                hm = detector(apply_perturbation(x0.expand(len(t[i:i + 64]), -1, -1, -1), 1.0 + t[i:i + 64, 0],
+                                                 t[i:i + 64, 1]))
+            out.append(ctx.dist[keypoint][hm[:, keypoint].flatten(1).argmax(dim=1)] > radius)
+        return torch.cat(out).cpu()
+
     def refutes(u: np.ndarray) -> bool:
-        c = torch.tensor([1.0 + u[0]], dtype=x0.dtype, device=x0.device)
-        b = torch.tensor([u[1]], dtype=x0.dtype, device=x0.device)
-        with torch.no_grad():
-            cell = int(detector(apply_perturbation(x0, c, b))[0, keypoint].flatten().argmax())
-        return bool(ctx.dist[keypoint, cell] > radius)
+        return bool(violations(u)[0])
 
     def prune(i: int, f: torch.Tensor, polys: list) -> torch.Tensor:
         if i == 0:  # the input clip: the bounds of the whole network never pay here
@@ -371,9 +379,12 @@ def exact_verdict(detector: nn.Module, x0: torch.Tensor, geometry: FrameGeometry
 
     if spec.outside.size == 0:
         return done("proven", reason="every cell is within the radius")
-    for u in np.concatenate([box, box.mean(axis=0, keepdims=True)]) if corners_first else []:
-        if refutes(u):
-            return done("refuted", u, "box corner / centre")
+    if sample_first:
+        g = np.stack(np.meshgrid(np.linspace(-alpha, alpha, sample_first), np.linspace(-beta, beta, sample_first),
+                                 indexing="ij"), axis=-1).reshape(-1, 2)
+        bad = torch.nonzero(violations(g)).flatten()
+        if bad.numel():
+            return done("refuted", g[int(bad[0])], f"{sample_first}x{sample_first} theta grid")
     def stop() -> bool:
         return time.perf_counter() - t0 > time_limit_s or stats["regions"] >= max_regions
 
