@@ -42,11 +42,21 @@ def exact_verdicts(frames: list[str], out: str | Path = "results/exact", model_p
             (out / "exact_verdicts.json").write_text(json.dumps(
                 {"alpha": alpha, "beta": beta, "radius": radius, "model": Path(model.path).name,
                  "time_limit_s": time_limit_s, "max_regions": max_regions, "hybrid": hybrid, "rows": rows}, indent=1))
+            (out / "exact_verdicts.md").write_text(markdown(rows, frames, alpha, beta, radius, Path(model.path).name,
+                                                            time_limit_s, hybrid))
+    return markdown(rows, frames, alpha, beta, radius, Path(model.path).name, time_limit_s, hybrid)
+
+
+def markdown(rows: list[dict], frames: list[str], alpha: float, beta: float, radius: float, model: str,
+             time_limit_s: float, hybrid: bool) -> str:
+    """The verdict table of ``rows`` (the JSON's rows)."""
     md = [f"# Exact verdicts (α = {alpha:g}, β = {beta:g}, r = {radius:g} px, model "
-          f"`{Path(model.path).name}`, one CPU thread)", "",
+          f"`{model}`, one CPU thread)", "",
           f"Command: `usn-keypoints exact-verdicts --frames {','.join(frames)} --time-limit {time_limit_s:g}"
           f"{'' if hybrid else ' --no-hybrid'}`", "",
-          "CPU s = process time of the one thread (wall s also counts waiting on a shared machine).", "",
+          "CPU s = process time of the one thread (wall s also counts waiting on a shared machine). "
+          "regions = polygons closed (by the bounds or as exact linear regions); min exact margin = over the "
+          "regions enumerated to the end (inf when the bounds closed them all).", "",
           "| frame | kp | verdict | θ (c, b) | CPU s | wall s | regions | closed by bounds | min exact margin | note |",
           "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -54,6 +64,4 @@ def exact_verdicts(frames: list[str], out: str | Path = "results/exact", model_p
         md.append(f"| {r['frame']} | {r['keypoint']} | {r['verdict']} | {th} | {r['cpu_s']:.1f} | {r['time_s']:.1f} | "
                   f"{r['regions']} | "
                   f"{r['bound_closed']} | {r['min_margin']:.4g} | {r['reason']} |")
-    text = "\n".join(md) + "\n"
-    (out / "exact_verdicts.md").write_text(text)
-    return text
+    return "\n".join(md) + "\n"
