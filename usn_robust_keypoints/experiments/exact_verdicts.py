@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import resource
 import time
 from pathlib import Path
 
@@ -36,7 +37,8 @@ def exact_verdicts(frames: list[str], out: str | Path = "results/exact", model_p
             cpu0 = time.process_time()
             (r,) = exact_frame(model, image, alpha, beta, radius, keypoints=[k], time_limit_s=time_limit_s,
                                max_regions=max_regions, hybrid=hybrid)
-            rows.append({"frame": name, **r.to_dict(), "cpu_s": time.process_time() - cpu0})
+            rows.append({"frame": name, **r.to_dict(), "cpu_s": time.process_time() - cpu0,
+                         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
             print(f"[exact] {name} k{r.keypoint}: {r.verdict} {r.theta or ''} {r.time_s:.1f} s wall, "
                   f"{rows[-1]['cpu_s']:.1f} s CPU, {r.regions} regions {r.reason}", flush=True)
             (out / "exact_verdicts.json").write_text(json.dumps(
