@@ -3,6 +3,7 @@ theta grid on tiny nets, region count against a closed-form count for a one-laye
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import cv2
@@ -91,10 +92,11 @@ def test_one_layer_region_count_matches_closed_form() -> None:
     assert got == expected > 30
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_region_maps_are_exact(seed: int) -> None:
-    """On every enumerated region the affine map equals the real network at interior points."""
-    model = random_model(seed, TINY)
+@pytest.mark.parametrize("seed,clamp", [(0, 0.0), (1, 0.0), (2, 0.05)])
+def test_region_maps_are_exact(seed: int, clamp: float) -> None:
+    """On every enumerated region the affine map equals the real network (input clamp included) at
+    interior points."""
+    model = random_model(seed, dataclasses.replace(TINY, input_clamp=clamp))
     x0 = _image(seed)
     alpha, beta = 0.3, 0.3
     polys, maps = [], []
