@@ -15,8 +15,8 @@ On a final polygon the heatmap of keypoint ``k`` is affine. The claim ("the argm
 over a polygon need not be at a vertex: the polygon is first cut into the pieces of the upper
 envelope of the inside cells (where one ``q`` is the largest), on which ``H_q - H_s`` is affine and
 its minimum over the piece is at a vertex. ``proven``: every such minimum exceeds the tolerance on
-every polygon; ``refuted``: a vertex with a negative margin, confirmed by the real (float32)
-detector at that theta; ``open``: the region or time cap was hit (or a violation smaller than the
+every polygon; ``refuted``: a point of a theta grid tried first, or a vertex with a negative
+margin, at which the real (float32) detector's argmax leaves the disk; ``open``: the region or time cap was hit (or a violation smaller than the
 tolerance that the real detector does not confirm).
 
 Optionally (``hybrid=True``, the default) a polygon is first tried with the sound forward bounds
@@ -59,7 +59,7 @@ class ExactResult:
     keypoint: int
     verdict: str
     theta: tuple[float, float] | None
-    regions: int  # final linear regions enumerated (polygons closed by the bounds included)
+    regions: int  # polygons closed: exact linear regions plus those closed by the sound bounds
     bound_closed: int  # of those, polygons closed early by the sound bounds (hybrid)
     time_s: float
     min_margin: float  # smallest exact margin over the enumerated regions (<= tolerance when not proven)
