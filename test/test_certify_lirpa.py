@@ -12,7 +12,7 @@ from torch import nn
 from usn_robust_keypoints.certify import Status, certify
 from usn_robust_keypoints.certify.lirpa import INSTALL_HINT, lirpa_network, upsample_as_conv_transpose
 from usn_robust_keypoints.data import generate_split
-from usn_robust_keypoints.model import DetectorConfig, HeatmapDetector, KeypointModel, load_model
+from usn_robust_keypoints.model import DetectorConfig, HeatmapDetector, load_model
 from usn_robust_keypoints.perturbation import PerturbationBox, apply_perturbation
 from usn_robust_keypoints.weights import WEIGHTS_DIR
 

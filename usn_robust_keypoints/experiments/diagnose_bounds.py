@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from ..certify.backward import backward_margins
-from ..certify.bounds import FoldedConv, concrete_max, concrete_min, input_clamp, propagate
+from ..certify.bounds import input_clamp, propagate
 from ..certify.native import frame_context
 from ..data.opencv_doc import opencv_doc_data
 from ..model import load_model
@@ -99,7 +99,6 @@ def diagnose_box(ctx, box: torch.Tensor, radius: float) -> dict:
                           "unstable_true": int(((t.amin(dim=0) < 0) & (t.amax(dim=0) > 0)).sum()),
                           "mean_width": float(width.mean()), "max_width": float(width.max()),
                           "looseness": float(width.mean() / rng.mean().clamp_min(1e-12))})
-    hw = ctx.heatmap_size[0] * ctx.heatmap_size[1]
     per_kp = []
     for k in range(ctx.cells.shape[0]):
         p = int(ctx.cells[k, 0]) * ctx.heatmap_size[1] + int(ctx.cells[k, 1])
@@ -117,7 +116,6 @@ def diagnose_box(ctx, box: torch.Tensor, radius: float) -> dict:
         per_kp.append({"keypoint": k, "nominal_margin": float(nominal[k]), "forward_lb": float(fwd.min()),
                        "backward_lb_weakest": float(bwd_best.min()),
                        "rows_unproven_forward": int((fwd <= ctx.tol).sum()), "rows": int(outside.numel())})
-    assert hw == ctx.dist.shape[1]
     return {"box": box[0].tolist(), "layers": per_layer, "keypoints": per_kp}
 
 
