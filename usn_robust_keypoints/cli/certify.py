@@ -93,7 +93,7 @@ def run_certify(args: argparse.Namespace) -> int:
     print(f"{'frame':<28} {'keypoint':<14} {'status':<14} {'r* px':>7} {'β*':>7} {'α*':>7} {'ms':>7}")
     for name, fc in certs:
         for k in fc.keypoints:
-            print(f"{Path(name).name[:28]:<28} {k.name[:14]:<14} {k.status.value:<14} {k.certified_radius:7.2f} "
+            print(f"{Path(name).name[:28]:<28} {k.name[:14]:<14} {k.status.value:<14} {k.radius_label:>7} "
                   f"{k.beta_star:7.4f} {k.alpha_star:7.4f} {k.time_ms:7.1f}")
     kps = [k for _, fc in certs for k in fc.keypoints]
     cert = [k for k in kps if k.certified]

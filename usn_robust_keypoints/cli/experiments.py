@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wasserstein", type=float, nargs="+",
                    help="λ of the USN+W rows (several values: one USN+W trajectory each, a λ sweep; default 1)")
     p.add_argument("--cert-frames", type=int, help="test frames certified per model")
-    p.add_argument("--max-depth", type=int, help="native θ-box splitting depth (default: certify's)")
+    p.add_argument("--max-depth", type=int, help="native branch-and-bound depth cap (splits per sub-box; default: certify's)")
     p.add_argument("--train-images", type=int, help="synthetic training scenes for fine-tuning")
     p.add_argument("--no-ablations", action="store_true")
     p.add_argument("--seed", type=int)
@@ -54,9 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget-ms", type=float, help="certification budget per frame (default 1000)")
     p.add_argument("--no-budget", action="store_true",
                    help="no time budget: every keypoint is decided, numbers do not depend on machine load")
-    p.add_argument("--max-depth", type=int, help="native θ-box splitting depth (default: certify's)")
-    p.add_argument("--thorough", action="store_true",
-                   help="split every failing sub-box down to --max-depth (no early give-up; seconds per frame)")
+    p.add_argument("--max-depth", type=int, help="native branch-and-bound depth cap (splits per sub-box; default: certify's)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default 1)")
     p.add_argument("--merge", nargs="+", help="only combine these results.json files (same settings) into --out")
     p.set_defaults(func=run_tradeoff)
@@ -74,6 +72,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--model", action="append", help="extra checkpoint to benchmark (repeatable; default: the shipped model)")
     p.add_argument("--eps", type=float, nargs="+", help="α = β boxes to benchmark (default 0.005 0.02 0.05 0.1)")
+    p.add_argument("--real-frames", type=int, default=13, help="left* photos of the real-frame rows (0: none)")
+    p.add_argument("--real-synthetic", type=int, default=8, help="full-size synthetic scenes of the real-frame rows")
+    p.add_argument("--real-eps", type=float, nargs="+", default=[0.02, 0.05, 0.1], help="α = β of the real-frame rows")
+    p.add_argument("--real-budgets", type=float, nargs="*", default=[120.0, 1000.0],
+                   help="per-frame budgets (ms) run for the real-frame rows")
+    p.add_argument("--real-derived", type=float, nargs="*", default=[10000.0],
+                   help="budgets (ms) read off the capped run's decision times")
+    p.add_argument("--real-cap-s", type=float, default=60.0, help="the 'no budget' cap per frame (s)")
+    p.add_argument("--cpu-clock", action="store_true",
+                   help="budgets and times on the certifying thread's CPU time (a shared, loaded machine)")
     p.set_defaults(func=run_bench_certify)
 
     p = sub.add_parser("certify-timing", help="certification time per frame of several checkpoints, alternating")
@@ -164,8 +172,6 @@ def run_tradeoff(args: argparse.Namespace) -> int:
         rows, cfg = merge_results(args.merge, args.out)
         print(tradeoff_table(rows, cfg))
         return 0
-    if args.thorough and args.max_depth is None:
-        raise ValueError("--thorough needs --max-depth (it splits every failing sub-box down to that depth)")
     paths = args.models or [str(shipped_model_path(DEFAULT_DENSE))]
     labels = args.labels or [Path(p).stem for p in paths]
     if len(labels) != len(paths):
@@ -176,7 +182,7 @@ def run_tradeoff(args: argparse.Namespace) -> int:
         kw["eps"] = tuple(args.eps)
     if args.no_budget:
         kw["budget_ms"] = None
-    cfg = TradeoffConfig(thorough=args.thorough, **kw)
+    cfg = TradeoffConfig(**kw)
     rows = run(list(zip(labels, paths)), cfg, args.out)
     print(tradeoff_table(rows, cfg))
     print(f"wrote {Path(args.out) / 'results.md'} and {Path(args.out) / 'tradeoff.png'}")
@@ -195,7 +201,10 @@ def run_bench_certify(args: argparse.Namespace) -> int:
 
     table = bench_certify(args.out, frames=args.frames, lirpa_frames=args.lirpa_frames, radius=args.radius,
                           train_steps=args.train_steps, threads=args.threads, models=args.model,
-                          epsilons=tuple(args.eps or EPSILONS))
+                          epsilons=tuple(args.eps or EPSILONS), real_frames=args.real_frames,
+                          real_synthetic=args.real_synthetic, real_eps=tuple(args.real_eps),
+                          real_budgets=tuple(args.real_budgets), real_derived=tuple(args.real_derived),
+                          real_cap_s=args.real_cap_s, cpu_clock=args.cpu_clock)
     print(table)
     print(f"wrote {args.out}")
     return 0
