@@ -23,17 +23,18 @@ from dataclasses import dataclass
 from ..perturbation import PerturbationBox
 
 BACKENDS = ("native", "auto_lirpa")
-LIRPA_METHODS = ("IBP", "CROWN", "alpha-CROWN")
+LIRPA_METHODS = ("IBP", "CROWN-IBP", "CROWN", "full-CROWN", "alpha-CROWN")  # see .lirpa.METHODS
 
 
 @dataclass(frozen=True)
 class CertifyOptions:
     """Engine settings of :func:`.api.certify` beyond the request itself.
 
-    ``margins``: compute beta*/alpha* by bisection; ``method``: the auto_LiRPA method (IBP, CROWN,
-    alpha-CROWN) for ``backend="auto_lirpa"``; ``max_depth``: cap of the native branch and bound
-    (splits per sub-box; 0 = one bound pass over the whole box; ``None``: :data:`.native.MAX_DEPTH`);
-    ``backward=False``: no backward bounds of undecided spec rows (forward bounds + branch and bound only)."""
+    ``margins``: compute beta*/alpha* by bisection; ``method``: the auto_LiRPA method
+    (:data:`LIRPA_METHODS`, meanings in :data:`.lirpa.METHODS`) for ``backend="auto_lirpa"``;
+    ``max_depth``: cap of the native branch and bound (splits per sub-box; 0 = one bound pass over
+    the whole box; ``None``: :data:`.native.MAX_DEPTH`); ``backward=False``: no backward bounds of
+    undecided spec rows (forward bounds + branch and bound only)."""
 
     margins: bool = True
     method: str = "CROWN"

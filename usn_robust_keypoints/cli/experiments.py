@@ -1,6 +1,7 @@
 """Experiment and diagnostic subcommands (harnesses in :mod:`usn_robust_keypoints.experiments`):
 ``experiment``, ``tradeoff``, ``pooled-paired``, ``bench-certify``, ``certify-timing``,
-``box-pass-cost``, ``frontier``, ``stream-check``. Options left out keep the harness config's default."""
+``box-pass-cost``, ``frontier``, ``stream-check``, ``diagnose-bounds``, ``exact-verdicts``. Options
+left out keep the harness config's default."""
 
 from __future__ import annotations
 
@@ -112,6 +113,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--radii", type=float, nargs="+", default=[4.0, 20.0, 40.0], help="radii in frame px")
     p.set_defaults(func=run_stream_check)
 
+    p = sub.add_parser("diagnose-bounds", help="where the bounds are lost on real photos: per layer and "
+                                               "keypoint as the θ sub-box shrinks (markdown + JSON)")
+    p.add_argument("--frames", default="left01,left03,left04,left07", help="opencv-doc photo names, comma-separated")
+    p.add_argument("--model", help="checkpoint (default: the shipped default model)")
+    p.add_argument("--alpha", type=float, default=0.02)
+    p.add_argument("--beta", type=float, default=0.02)
+    p.add_argument("--radius", type=float, default=4.0, help="disk radius r in frame px")
+    p.add_argument("--out", default="results/diagnosis", help="results folder")
+    p.set_defaults(func=run_diagnose_bounds)
+
+    p = sub.add_parser("exact-verdicts", help="exact proven / refuted / open per keypoint of real photos "
+                                              "(linear-region enumeration over the θ box)")
+    p.add_argument("--frames", default="left01,left03,left04,left07", help="opencv-doc photo names, comma-separated")
+    p.add_argument("--model", help="checkpoint (default: the shipped default model)")
+    p.add_argument("--alpha", type=float, default=0.02)
+    p.add_argument("--beta", type=float, default=0.02)
+    p.add_argument("--radius", type=float, default=4.0, help="disk radius r in frame px")
+    p.add_argument("--time-limit", type=float, default=300.0, help="seconds per keypoint before 'open'")
+    p.add_argument("--max-regions", type=int, default=200_000, help="linear regions per keypoint before 'open'")
+    p.add_argument("--no-hybrid", action="store_true", help="enumerate without the sound-bound shortcut")
+    p.add_argument("--out", default="results/exact", help="results folder")
+    p.set_defaults(func=run_exact_verdicts)
+
 
 def run_experiment(args: argparse.Namespace) -> int:
     """Run the whole pruning comparison and write the table and plots."""
@@ -222,4 +246,20 @@ def run_stream_check(args: argparse.Namespace) -> int:
     from ..experiments.stream_check import stream_check
 
     print(stream_check(args.model, frames=args.frames, eps=args.eps, radii=tuple(args.radii)))
+    return 0
+
+
+def run_diagnose_bounds(args: argparse.Namespace) -> int:
+    from ..experiments.diagnose_bounds import diagnose_bounds
+
+    print(diagnose_bounds(args.frames.split(","), args.out, args.model, args.alpha, args.beta, args.radius))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def run_exact_verdicts(args: argparse.Namespace) -> int:
+    from ..experiments.exact_verdicts import exact_verdicts
+
+    print(exact_verdicts(args.frames.split(","), args.out, args.model, args.alpha, args.beta, args.radius,
+                         args.time_limit, args.max_regions, not args.no_hybrid))
     return 0
