@@ -27,11 +27,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: run one subcommand; a ``ValueError``/``FileNotFoundError`` is printed
+    """Console entry point: run one subcommand; a ``ValueError``/``FileNotFoundError``/``ImportError``
+    (e.g. an optional backend that is not installed) is printed
     as ``usn-keypoints <command>: error: ...`` with exit status 2."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"usn-keypoints {args.command}: error: {e}", file=sys.stderr)
         return 2

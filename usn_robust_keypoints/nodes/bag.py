@@ -214,13 +214,15 @@ def _to_msgs(store, pred, names, cert, header, model_name: str):
                       keypoints=[kc(index=int(k.index), name=k.name, x=float(k.x), y=float(k.y), score=float(k.score),
                                     certified=bool(k.certified), status=getattr(kc, k.status.name),
                                     certified_radius=float(k.certified_radius), beta_star=float(k.beta_star),
-                                    alpha_star=float(k.alpha_star), time_ms=float(k.time_ms))
+                                    alpha_star=float(k.alpha_star), time_ms=float(k.time_ms),
+                                    counterexample_c=float(k.counterexample[0]) if k.counterexample else math.nan,
+                                    counterexample_b=float(k.counterexample[1]) if k.counterexample else math.nan)
                                  for k in cert.keypoints])
     return kp, ck
 
 
 REPORT_FIELDS = ("index", "bag_time_ns", "stamp_ns", "result", "reason", "keypoints", "certified", "not_certified",
-                 "unknown", "certified_rate", "mean_certified_radius", "statuses", "certify_ms")
+                 "refuted", "open", "unknown", "certified_rate", "mean_certified_radius", "statuses", "certify_ms")
 
 
 def certify_bag(bag: str | Path, topic: str, out: str | Path | None = None, model: str | None = None,
@@ -279,7 +281,8 @@ def certify_bag(bag: str | Path, topic: str, out: str | Path | None = None, mode
             st = [k.status for k in cert.keypoints]
             radii = [k.certified_radius for k in cert.keypoints if math.isfinite(k.certified_radius)]
             row.update(result="certified", keypoints=len(st), certified=st.count(Status.CERTIFIED),
-                       not_certified=st.count(Status.NOT_CERTIFIED), unknown=st.count(Status.UNKNOWN),
+                       not_certified=st.count(Status.NOT_CERTIFIED), refuted=st.count(Status.REFUTED),
+                       open=st.count(Status.OPEN), unknown=st.count(Status.UNKNOWN),
                        certified_rate=st.count(Status.CERTIFIED) / max(len(st), 1),
                        mean_certified_radius=float(np.mean(radii)) if radii else math.inf,
                        statuses=" ".join(s.value for s in st), certify_ms=round(cert.time_ms, 2))

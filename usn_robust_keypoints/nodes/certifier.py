@@ -8,9 +8,10 @@ The budget counts from the frame's arrival: time a frame waited for the worker i
 certification time, so a certificate is published at most about ``budget_ms`` after its image.
 Publishes ``certified_keypoints`` (usn_robust_keypoints_msgs/CertifiedKeypoints, the image's
 header) and processed/skipped/rejected/failed counts on ``diagnostics``. ``alpha``, ``beta``,
-``radius``, ``backend``, ``budget_ms``, ``margins``, ``model_path`` and ``device`` can be changed
-at run time (integers are fine for the numbers); invalid values, and a backend that cannot run
-here, are refused with a reason. An unexpected error while certifying a frame is counted as failed,
+``radius``, ``backend``, ``budget_ms``, ``margins``, ``warm_start`` (each frame's search starts from
+the previous frame's partition of the box; the proof is still made per frame), ``model_path`` and
+``device`` can be changed at run time (integers are fine for the numbers); invalid values, and a
+backend that cannot run here, are refused with a reason. An unexpected error while certifying a frame is counted as failed,
 logged, turns the diagnostics to ERROR, and the worker goes on with the next frame.
 """
 
@@ -28,7 +29,7 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from usn_robust_keypoints_msgs.msg import CertifiedKeypoints
 
-from ..certify import certify, validate_request
+from ..certify import WarmStart, certify, validate_request
 from .diagnostics import ERROR, WARN, DiagnosticsPublisher, FrameCounters, clipped_frame, fail_frame, reject_frame
 from .image_conversion import ImageConversionError, detector_frame
 from .image_input import subscribe_image
@@ -49,6 +50,7 @@ class CertifierSettings:
     backend: str = "native"
     budget_ms: float = 120.0
     margins: bool = True
+    warm_start: bool = True  # start each frame's search from the previous frame's partition
 
     def validate(self) -> None:
         """Raise ``ValueError`` with the reason when a value is out of range (the rules of
@@ -88,6 +90,7 @@ class CertifierNode(Node):
         self.declare_parameter("backend", d.backend)
         declare_number(self, "budget_ms", d.budget_ms, "per frame from its arrival; 0 = no budget")
         self.declare_parameter("margins", d.margins)
+        self.declare_parameter("warm_start", d.warm_start)
         self.declare_parameter("qos", "sensor_data")
         self.declare_parameter("num_threads", 1)
         self.declare_parameter("image_transport", "raw")  # raw | compressed (image/compressed)
@@ -98,6 +101,7 @@ class CertifierNode(Node):
         self._lock = threading.Condition()
         self._latest: tuple[object, np.ndarray, float] | None = None
         self._stop = False
+        self._warm = WarmStart()  # per stream: the previous frame's partitions (the worker's only)
         self.model = None
         try:
             self.settings = self._settings_from({})
@@ -128,7 +132,8 @@ class CertifierNode(Node):
 
         s = CertifierSettings(alpha=as_number("alpha", get("alpha")), beta=as_number("beta", get("beta")),
                               radius=as_number("radius", get("radius")), backend=str(get("backend")),
-                              budget_ms=as_number("budget_ms", get("budget_ms")), margins=bool(get("margins")))
+                              budget_ms=as_number("budget_ms", get("budget_ms")), margins=bool(get("margins")),
+                              warm_start=bool(get("warm_start")))
         s.validate()
         return s
 
@@ -185,7 +190,8 @@ class CertifierNode(Node):
             try:
                 t0 = time.perf_counter()
                 cert = certify(model, frame, alpha=s.alpha, beta=s.beta, radius=s.radius, backend=s.backend,
-                               budget_ms=remaining_budget_ms(s.budget_ms, (t0 - arrived) * 1e3), margins=s.margins)
+                               budget_ms=remaining_budget_ms(s.budget_ms, (t0 - arrived) * 1e3), margins=s.margins,
+                               warm_start=self._warm if s.warm_start else None)
                 dt = (time.perf_counter() - t0) * 1e3
                 name = model.path.name if model.path is not None else ""
                 out = certificate_to_msg(cert, msg.header, name)
