@@ -138,6 +138,14 @@ def test_build_detector_fine_tunes_a_copy_and_keeps_the_architecture(tmp_path):
     assert c.conv_channels() == cfg.conv_channels()
     with pytest.raises(ValueError, match="width"):
         build_detector([], path, width=32)
+    # re-dilating keeps every weight and changes the blocks' dilation (and the output)
+    dil = [2] * cfg.depth
+    redil = build_detector([], path, dilations=dil)
+    convs = [m for m in redil.net if isinstance(m, torch.nn.Conv2d)][2 : 2 + cfg.depth]
+    assert redil.config.dilations == dil and all(m.dilation == (2, 2) and m.padding == (2, 2) for m in convs)
+    assert all(torch.equal(a, b) for a, b in zip(redil.state_dict().values(), start.state_dict().values()))
+    with pytest.raises(ValueError, match="dilations"):
+        build_detector([], path, dilations=[1] * (cfg.depth + 1))
     fresh = build_detector(["a", "b"], None, width=10, output_stride=4, stem_padding=None)
     assert (fresh.config.num_keypoints, fresh.config.width, fresh.config.output_stride) == (2, 10, 4)
     assert fresh.config.keypoint_names == ["a", "b"] and fresh.config.stem_padding == "zeros"

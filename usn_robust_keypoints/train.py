@@ -20,7 +20,9 @@ from .model.preprocess import pixels_to_grid
 from .perturbation import PerturbationBox, apply_perturbation
 
 DEFAULT_AUGMENT = PerturbationBox(0.3, 0.15)  # brightness/contrast augmentation of every training loop
-INIT_OVERRIDES = ("zero_mean_stem", "stem_padding", "input_clamp")  # what build_detector may change on --init
+# What build_detector may change on --init: options that keep every weight's shape ("dilations"
+# re-dilates the stride-4 blocks of the loaded weights, e.g. a smaller receptive field to fine-tune).
+INIT_OVERRIDES = ("zero_mean_stem", "stem_padding", "input_clamp", "dilations")
 
 
 def build_detector(keypoint_names: list[str], init: str | Path | None = None, **overrides) -> HeatmapDetector:

@@ -1,7 +1,7 @@
 """Experiment and diagnostic subcommands (harnesses in :mod:`usn_robust_keypoints.experiments`):
 ``experiment``, ``tradeoff``, ``pooled-paired``, ``bench-certify``, ``certify-timing``,
-``box-pass-cost``, ``frontier``, ``stream-check``, ``diagnose-bounds``, ``exact-verdicts``. Options
-left out keep the harness config's default."""
+``box-pass-cost``, ``frontier``, ``stream-check``, ``diagnose-bounds``, ``exact-verdicts``,
+``real-frontier``. Options left out keep the harness config's default."""
 
 from __future__ import annotations
 
@@ -113,6 +113,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--radii", type=float, nargs="+", default=[4.0, 20.0, 40.0], help="radii in frame px")
     p.set_defaults(func=run_stream_check)
 
+    p = sub.add_parser("real-frontier", help="real left* PCK vs certified rate within budgets: table + plot")
+    p.add_argument("--models", nargs="+", help="checkpoints")
+    p.add_argument("--labels", nargs="+", help="one label per model (default: file stems)")
+    p.add_argument("--out", default="results/models_real", help="results folder")
+    p.add_argument("--eps", type=float, nargs="+", default=[0.02], help="α = β values certified")
+    p.add_argument("--budgets", nargs="+", default=["120", "1000", "none"],
+                   help="per-frame budgets in ms ('none': no budget); the first is the paired column "
+                        "(default: the node's 120, 1000, none)")
+    p.add_argument("--radius", type=float, default=4.0, help="disk radius r in frame px")
+    p.add_argument("--frames", type=int, help="only the first N real photos (quick checks)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--merge", nargs="+", help="only combine these results.json files (same settings) into --out")
+    p.set_defaults(func=run_real_frontier)
     p = sub.add_parser("diagnose-bounds", help="where the bounds are lost on real photos: per layer and "
                                                "keypoint as the θ sub-box shrinks (markdown + JSON)")
     p.add_argument("--frames", default="left01,left03,left04,left07", help="opencv-doc photo names, comma-separated")
@@ -249,6 +262,15 @@ def run_stream_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_real_frontier(args: argparse.Namespace) -> int:
+    from ..experiments.real_frontier import merge_results, run_real_frontier as run
+
+    if args.merge:
+        print(merge_results(args.merge, args.out))
+        return 0
+    if not args.models:
+        raise ValueError("real-frontier needs --models (or --merge)")
+    print(run(args.models, args.labels, args.out, args.eps, args.budgets, args.radius, args.frames, args.threads))
 def run_diagnose_bounds(args: argparse.Namespace) -> int:
     from ..experiments.diagnose_bounds import diagnose_bounds
 

@@ -20,7 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stride", type=int, choices=(2, 4), help="output stride (default: DetectorConfig's)")
     for name in ("stem-width", "width", "depth", "head-width"):
         p.add_argument(f"--{name}", type=int, help="architecture (default: DetectorConfig's)")
-    p.add_argument("--dilations", type=int, nargs="+", help="dilation of each of the --depth stride-4 blocks")
+    p.add_argument("--dilations", type=int, nargs="+",
+                   help="dilation of each of the --depth stride-4 blocks (with --init: re-dilates the loaded blocks)")
+    p.add_argument("--photo", action="store_true",
+                   help="synthetic scenes of the board as a photographed print (data/photo.py)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--zero-mean-stem", action="store_true",
                    help="keep the first conv's kernels at zero sum (brightness cancels in the first layer)")
@@ -42,10 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _overrides(args: argparse.Namespace) -> dict:
     """The ``DetectorConfig`` fields the options set (None: not given)."""
     arch = {"zero_mean_stem": True if args.zero_mean_stem else None, "stem_padding": args.stem_padding,
-            "input_clamp": args.input_clamp}
+            "input_clamp": args.input_clamp, "dilations": args.dilations}
     if args.init:
         return arch
-    arch.update({k: getattr(args, k) for k in ("stem_width", "width", "depth", "head_width", "dilations")})
+    arch.update({k: getattr(args, k) for k in ("stem_width", "width", "depth", "head_width")})
     arch["output_stride"] = args.stride
     if args.input_size:
         arch["input_width"], arch["input_height"] = (int(v) for v in args.input_size.lower().split("x"))
@@ -57,7 +60,7 @@ def run_train(args: argparse.Namespace) -> int:
     import torch
 
     from ..certify.training_loss import robust_term
-    from ..data import CHESSBOARD_9X6, SceneConfig, generate_split, load_coco
+    from ..data import CHESSBOARD_9X6, PhotoConfig, SceneConfig, generate_split, load_coco
     from ..evaluate import evaluate_model
     from ..model import KeypointModel, load_detector, save_checkpoint
     from ..train import build_detector, check_teacher, to_training_arrays, train_detector
@@ -81,7 +84,8 @@ def run_train(args: argparse.Namespace) -> int:
         records, _, _ = load_coco(args.coco)
         images, kps = to_training_arrays([r.load() for r in records], np.stack([r.keypoints for r in records]), cfg)
     else:
-        images, kps = generate_split("train", args.train_images, SceneConfig(cfg.input_width, cfg.input_height))
+        scenes = SceneConfig(cfg.input_width, cfg.input_height, photo=PhotoConfig() if args.photo else None)
+        images, kps = generate_split("train", args.train_images, scenes)
     term = robust_term(robust, images, kps, args.steps, seed=args.seed)
     losses = train_detector(model, images, kps, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                             seed=args.seed, device=args.device, extra_loss=term, teacher=teacher,

@@ -1,7 +1,10 @@
 """Synthetic scenes with exact labels: the chessboard target warped by a random perspective pose
 onto a real background photo, with blur, noise, lighting gradients, gamma and brightness/contrast
 jitter. Scenes are rendered at ``render_scale`` times the output size and reduced with
-``cv2.INTER_AREA``, like camera frames are by the detector's pre-processing.
+``cv2.INTER_AREA``, like camera frames are by the detector's pre-processing. With
+``SceneConfig.photo`` set, the board is rendered as a printed, photographed object instead
+(:mod:`.photo`: ink/paper levels, occlusion, uneven light, glare, blur, lens distortion, sensor noise
+and JPEG at the camera resolution).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .backgrounds import load_backgrounds
+from . import photo as ph
 from .opencv_doc import cache_dir
 from .target import CHESSBOARD_9X6, ChessboardTarget
 
@@ -37,6 +41,7 @@ class SceneConfig:
     contrast: tuple[float, float] = (0.6, 1.3)
     brightness: tuple[float, float] = (-0.2, 0.2)
     gradient: float = 0.4  # lighting gradient amplitude (multiplier 1 +- gradient)
+    photo: ph.PhotoConfig | None = None  # printed/photographed appearance (None: the original scenes)
 
 
 @dataclass
@@ -112,6 +117,8 @@ class SceneGenerator:
         hom = None
         while hom is None:
             hom = self._homography(rng, w, h)
+        if cfg.photo is not None:
+            return self._photograph(rng, hom)
         canvas = self._background(rng, w, h).astype(np.float32)
         black, white = rng.uniform(0, 90), rng.uniform(150, 255)
         board = black + (white - black) * (self.board.astype(np.float32) / 255.0)
@@ -135,6 +142,48 @@ class SceneGenerator:
         corners = (corners + 0.5) / s - 0.5
         return Scene(image, self.target.keypoints_from_corners(corners), corners)
 
+    def _photograph(self, rng: np.random.Generator, hom: np.ndarray) -> Scene:
+        """One scene of the board as a photographed print (``config.photo``); see :mod:`.photo`."""
+        cfg, pc = self.config, self.config.photo
+        s = cfg.render_scale
+        w, h = cfg.width * s, cfg.height * s
+        canvas = self._background(rng, w, h).astype(np.float32) * rng.uniform(0.5, 1.1)
+        ink, paper = rng.uniform(*pc.ink), rng.uniform(*pc.paper)
+        board = ink + (paper - ink) * (self.board.astype(np.float32) / 255.0)
+        warped = cv2.warpPerspective(board, hom, (w, h), flags=cv2.INTER_LINEAR)
+        mask = cv2.warpPerspective(np.ones_like(board), hom, (w, h), flags=cv2.INTER_LINEAR)
+        img = canvas * (1 - mask) + warped * mask
+        corners = cv2.perspectiveTransform(self.board_corners.reshape(-1, 1, 2), hom).reshape(-1, 2)
+        square = float(np.median(np.linalg.norm(np.diff(corners.reshape(self.target.rows, -1, 2), axis=1), axis=-1)))
+        if rng.random() < pc.occlusion_p:
+            bh, bw = self.board.shape
+            outline = cv2.perspectiveTransform(np.array([[[0, 0]], [[bw, 0]], [[bw, bh]], [[0, bh]]], np.float64),
+                                               hom).reshape(-1, 2)
+            arm = ph.occluder(rng, outline, corners, square, (h, w))
+            if arm is not None:
+                level = rng.uniform(60, 210)
+                ramp = np.linspace(rng.uniform(0.7, 1.0), rng.uniform(1.0, 1.2), w, dtype=np.float32)[None, :]
+                img = img * (1 - arm) + level * ramp * arm
+        img = img * ph.light_field(rng, pc, (h, w))
+        if rng.random() < pc.glare_p:
+            img = img + ph.glare(rng, pc, mask, corners, square)
+        ang = rng.uniform(0, 2 * np.pi)
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        ramp = ((xx / w - 0.5) * np.cos(ang) + (yy / h - 0.5) * np.sin(ang)) * 2
+        img = img * (1 + 0.5 * cfg.gradient * rng.uniform(0, 1) * ramp)
+        img = 255.0 * np.clip(img / 255.0, 0, 1) ** rng.uniform(*cfg.gamma)
+        img = ph.blur(rng, pc, img)
+        k1 = rng.uniform(-pc.distortion, pc.distortion)
+        if k1 != 0.0:
+            mx, my = ph.distortion_maps(k1, (h, w))
+            img = cv2.remap(img, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+            corners = ph.distort_points(corners, k1, (h, w))
+        img = ph.jpeg(rng, pc, ph.sensor_noise(rng, pc, img))
+        img = cv2.resize(img, (cfg.width, cfg.height), interpolation=cv2.INTER_AREA)
+        image = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+        corners = (corners + 0.5) / s - 0.5
+        return Scene(image, self.target.keypoints_from_corners(corners), corners)
+
 
 def generate_split(split: str, n: int, config: SceneConfig = SceneConfig(), use_cache: bool = True,
                    progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -144,7 +193,10 @@ def generate_split(split: str, n: int, config: SceneConfig = SceneConfig(), use_
     """
     if split not in SPLIT_SEEDS:
         raise ValueError(f"split must be one of {sorted(SPLIT_SEEDS)}, got {split!r}")
-    key = json.dumps([GENERATOR_VERSION, split, n, asdict(config)], sort_keys=True)
+    fields = asdict(config)
+    if config.photo is None:
+        del fields["photo"]  # the original scenes keep their cache key
+    key = json.dumps([GENERATOR_VERSION, split, n, fields], sort_keys=True)
     path = cache_dir() / "synthetic" / f"{split}_{n}_{hashlib.sha1(key.encode()).hexdigest()[:10]}.npz"
     if use_cache and path.is_file():
         with np.load(path) as z:

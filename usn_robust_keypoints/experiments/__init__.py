@@ -8,5 +8,6 @@ subcommand (:mod:`usn_robust_keypoints.cli.experiments`):
 - :mod:`.certify_timing`: ``certify-timing``, the certificate's time per frame of several models;
 - :mod:`.box_pass_cost`: ``box-pass-cost``, the time of one bound pass per sub-box;
 - :mod:`.frontier`: ``frontier``, one plot of the accuracy / certification trade-off;
-- :mod:`.stream_check`: ``stream-check``, the synthetic camera stream certified offline.
+- :mod:`.stream_check`: ``stream-check``, the synthetic camera stream certified offline;
+- :mod:`.real_frontier`: ``real-frontier``, real ``left*`` PCK vs certified rate within budgets.
 """

@@ -7,13 +7,15 @@ from pathlib import Path
 WEIGHTS_DIR = Path(__file__).resolve().parent
 DEFAULT_DENSE = "chessboard_dense.safetensors"
 DEFAULT_PRUNED = "chessboard_usn_pruned.safetensors"
-# The nodes' default: the pruned model with a zero-mean stem, fine-tuned against the certifier's bounds
-# on random ±0.02 sub-boxes of the ±0.1 box (κ 0.3) with distillation from the dense model (why: CHANGELOG.md;
-# recipe: docs/training.md, "Certifiability training").
-DEFAULT_CERTIFIED = "chessboard_usn_distill.safetensors"
-# The previous defaults (κ 0.1 sub-boxes; before it the whole-box term); selectable with model_path.
-PREVIOUS_CERTIFIED = "chessboard_usn_subbox.safetensors"
-OLDER_CERTIFIED = "chessboard_usn_certtrained.safetensors"
+# The nodes' default: the previous default fine-tuned on photographed-print scenes (data/photo.py), 800
+# steps at κ 0.3 then 600 at κ 0.6 (±0.02 sub-boxes of the ±0.1 box, distillation from the dense model);
+# chosen on the real left* photos (CHANGELOG.md, 2026-12-01; docs/training.md, "Training for real frames").
+DEFAULT_CERTIFIED = "chessboard_usn_photo.safetensors"
+# The previous defaults, newest first (κ 0.3 + distillation; κ 0.1 sub-boxes; the whole-box term);
+# selectable with model_path.
+PREVIOUS_CERTIFIED = "chessboard_usn_distill.safetensors"
+OLDER_CERTIFIED = "chessboard_usn_subbox.safetensors"
+OLDEST_CERTIFIED = "chessboard_usn_certtrained.safetensors"
 
 def shipped_model_path(name: str) -> Path:
     """Path of a shipped checkpoint by file name."""
