@@ -8,8 +8,10 @@ WEIGHTS_DIR = Path(__file__).resolve().parent
 DEFAULT_DENSE = "chessboard_dense.safetensors"
 DEFAULT_PRUNED = "chessboard_usn_pruned.safetensors"
 # The nodes' default: the previous default fine-tuned on photographed-print scenes (data/photo.py), 800
-# steps at κ 0.3 then 600 at κ 0.6 (±0.02 sub-boxes of the ±0.1 box, distillation from the dense model);
-# chosen on the real left* photos (CHANGELOG.md, 2026-12-01; docs/training.md, "Training for real frames").
+# steps at κ 0.3 (±0.02 sub-boxes of the ±0.1 box, distillation from the dense model); chosen on the
+# real left* photos with the branch-and-bound certifier (CHANGELOG.md, 2026-12-01; docs/training.md,
+# "Training for real frames"). The more certifiable, less accurate κ 0.6 continuation is
+# results/models_real/models/photo_k0.3_then_k0.6.safetensors (selectable with model_path).
 DEFAULT_CERTIFIED = "chessboard_usn_photo.safetensors"
 # The previous defaults, newest first (κ 0.3 + distillation; κ 0.1 sub-boxes; the whole-box term);
 # selectable with model_path.
