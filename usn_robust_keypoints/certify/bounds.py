@@ -179,13 +179,15 @@ def conv_forms(f: Forms, conv: FoldedConv) -> Forms:
 
 
 def upsample_forms(f: Forms, up: nn.Upsample) -> Forms:
-    """Forms through nearest-neighbour upsampling (exact)."""
-    if up.mode != "nearest":
-        raise ValueError(f"unsupported Upsample mode {up.mode!r} (only 'nearest')")
+    """Forms through nearest-neighbour (exact) or bilinear upsampling (a linear map with weights
+    >= 0, applied to the lower and the upper form: as tight as any affine bound can be)."""
+    if up.mode not in ("nearest", "bilinear"):
+        raise ValueError(f"unsupported Upsample mode {up.mode!r} (only 'nearest' or 'bilinear')")
 
     def apply(t: torch.Tensor) -> torch.Tensor:
         m, n = _merge(t)
-        return _split(F.interpolate(m, size=up.size, scale_factor=up.scale_factor, mode="nearest"), n)
+        return _split(F.interpolate(m, size=up.size, scale_factor=up.scale_factor, mode=up.mode,
+                                    align_corners=up.align_corners), n)
 
     return Forms(apply(f.lower), apply(f.upper))
 
@@ -204,6 +206,75 @@ def identity_forms(f: Forms, _: nn.Module) -> Forms:
     return f
 
 
+def leaky_relu_forms(f: Forms, m: nn.LeakyReLU) -> Forms:
+    """Forms of ``leaky_relu(z) = a * z + (1 - a) * relu(z)`` for a slope ``0 <= a <= 1`` (both
+    terms have weights >= 0, so the sum of their sound forms is sound)."""
+    a = float(m.negative_slope)
+    if not 0.0 <= a <= 1.0:
+        raise ValueError(f"LeakyReLU negative_slope must be in [0, 1], got {a}")
+    r = relu_forms(f)
+    return Forms(a * f.lower + (1 - a) * r.lower, a * f.upper + (1 - a) * r.upper)
+
+
+def avg_pool_forms(f: Forms, m: nn.AvgPool2d) -> Forms:
+    """Forms through average pooling (weights >= 0: the pooled lower / upper forms)."""
+
+    def apply(t: torch.Tensor) -> torch.Tensor:
+        x, n = _merge(t)
+        return _split(F.avg_pool2d(x, m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad,
+                                   m.divisor_override), n)
+
+    return Forms(apply(f.lower), apply(f.upper))
+
+
+_PAD_FLOOR = -1e30  # the value a max-pool's padding holds (never the max of a window)
+
+
+def _pair(v) -> tuple[int, int]:
+    return tuple(v) if isinstance(v, (tuple, list)) else (int(v), int(v))
+
+
+def pool_windows(x: torch.Tensor, m: nn.MaxPool2d, fill: float) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    """The max-pool windows of ``x (B, C, H, W)`` as ``(B, C, k*k, Ho*Wo)`` (padding holds ``fill``;
+    ``ceil_mode`` pads the bottom/right as far as its last window reaches) and the padding
+    ``(top, bottom, left, right)``."""
+    (kh, kw), (ph, pw), (dh, dw) = _pair(m.kernel_size), _pair(m.padding), _pair(m.dilation)
+    sh, sw = _pair(m.stride if m.stride is not None else m.kernel_size)
+    b, c, h, w = x.shape
+    ho, wo = F.max_pool2d(torch.zeros(1, 1, h, w), m.kernel_size, m.stride, m.padding, m.dilation,
+                          m.ceil_mode).shape[-2:]
+    eb = max(0, (ho - 1) * sh + dh * (kh - 1) + 1 - (h + 2 * ph))
+    er = max(0, (wo - 1) * sw + dw * (kw - 1) + 1 - (w + 2 * pw))
+    pad = (ph, ph + eb, pw, pw + er)
+    xp = F.pad(x, (pad[2], pad[3], pad[0], pad[1]), value=fill)
+    win = F.unfold(xp.reshape(b * c, 1, *xp.shape[-2:]), (kh, kw), dilation=(dh, dw), stride=(sh, sw))
+    return win.reshape(b, c, kh * kw, ho * wo), pad
+
+
+def max_pool_forms(f: Forms, m: nn.MaxPool2d) -> Forms:
+    """Sound forms of a max pool: lower = the lower form of the window element with the largest
+    minimum (``max_j z_j >= z_i``); upper = the upper form ``U_i`` of the element with the largest
+    maximum plus ``max_j max_e (U_j - U_i)`` (exact when one element dominates its window)."""
+    n, _, c, h, w = f.lower.shape
+
+    def windows(t: torch.Tensor) -> torch.Tensor:  # (N, 3, C, H, W) -> (N, 3, C, K, L)
+        const, _ = pool_windows(t[:, 0], m, _PAD_FLOOR)
+        coef, _ = pool_windows(t[:, 1:].reshape(n * 2, c, h, w), m, 0.0)
+        return torch.cat([const.unsqueeze(1), coef.reshape(n, 2, *coef.shape[1:])], dim=1)
+
+    lo, up = windows(f.lower), windows(f.upper)
+    ho, wo = F.max_pool2d(torch.zeros(1, 1, h, w), m.kernel_size, m.stride, m.padding, m.dilation,
+                          m.ceil_mode).shape[-2:]
+    jl = (lo[:, 0] - lo[:, 1].abs() - lo[:, 2].abs()).argmax(dim=2, keepdim=True)  # (N, C, 1, L)
+    lower = lo.gather(3, jl.unsqueeze(1).expand(-1, 3, -1, -1, -1)).squeeze(3)
+    ju = (up[:, 0] + up[:, 1].abs() + up[:, 2].abs()).argmax(dim=2, keepdim=True)
+    upper = up.gather(3, ju.unsqueeze(1).expand(-1, 3, -1, -1, -1)).squeeze(3)
+    diff = up - upper.unsqueeze(3)
+    offset = (diff[:, 0] + diff[:, 1].abs() + diff[:, 2].abs()).amax(dim=2).clamp_min(0)
+    upper = torch.cat([(upper[:, 0] + offset).unsqueeze(1), upper[:, 1:]], dim=1)
+    return Forms(lower.reshape(n, 3, c, ho, wo), upper.reshape(n, 3, c, ho, wo))
+
+
 HANDLERS: dict[type, Callable[[Forms, nn.Module], Forms]] = {
     FoldedConv: conv_forms,
     nn.ReLU: lambda f, _: relu_forms(f),
@@ -211,13 +282,23 @@ HANDLERS: dict[type, Callable[[Forms, nn.Module], Forms]] = {
     nn.PixelShuffle: pixel_shuffle_forms,
     nn.Identity: identity_forms,
     nn.Dropout: identity_forms,
+    nn.LeakyReLU: leaky_relu_forms,
+    nn.AvgPool2d: avg_pool_forms,
+    nn.MaxPool2d: max_pool_forms,
 }
+
+# Layers whose trace entry (see :func:`propagate`) is the concrete range of their input.
+RANGE_TRACED = (nn.ReLU, nn.LeakyReLU, nn.MaxPool2d)
 
 
 def bound_layers(net: nn.Module, differentiable: bool = False) -> list:
     """The layer list of a detector or ``nn.Sequential`` with every Conv2d (+ BatchNorm2d in eval
     form) folded into a :class:`FoldedConv`; raises ``ValueError`` naming an unsupported layer.
-    ``differentiable=True`` keeps the autograd graph to the network's parameters."""
+    ``differentiable=True`` keeps the autograd graph to the network's parameters. A network with
+    its own ``bound_layers`` method (an imported graph, :mod:`..model.graph`) gives its own list."""
+    own = getattr(net, "bound_layers", None)
+    if callable(own):
+        return own(differentiable)
     seq = getattr(net, "net", net)
     if not isinstance(seq, nn.Sequential):
         raise ValueError(f"expected a HeatmapDetector or nn.Sequential, got {type(net).__name__}")
@@ -305,10 +386,64 @@ def propagate(layers: list[nn.Module], x0: torch.Tensor, boxes: torch.Tensor, tr
     ``(lo, hi)`` ``(N, C, H, W)`` of its input (the min of the lower form, the max of the upper
     form), for any other layer its input shape ``(C, H, W)`` (used by :mod:`.backward`)."""
     tau, layers = input_clamp(layers)
-    f = clamp_forms(input_forms(x0, boxes), tau)
+    return propagate_forms(layers, clamp_forms(input_forms(x0, boxes), tau), trace)
+
+
+def propagate_forms(layers: list, f: Forms, trace: list | None = None) -> Forms:
+    """The forms ``f`` through ``layers`` (no input clamp), appending one trace entry per layer
+    (see :func:`propagate`; a :class:`GraphLayer`'s entry is the list of its steps' entries)."""
     for m in layers:
+        if isinstance(m, GraphLayer):
+            sub = [] if trace is not None else None
+            f = graph_forms(f, m, sub)
+            if trace is not None:
+                trace.append(sub)
+            continue
         if trace is not None:
-            trace.append((concrete_min(f.lower), concrete_max(f.upper)) if isinstance(m, nn.ReLU)
+            trace.append((concrete_min(f.lower), concrete_max(f.upper)) if isinstance(m, RANGE_TRACED)
                          else tuple(f.lower.shape[2:]))
         f = HANDLERS[type(m)](f, m)
     return f
+
+
+@dataclass
+class GraphStep:
+    """One step of a :class:`GraphLayer`: ``kind`` ``"layers"`` (a layer list applied to one
+    input), ``"add"`` (the sum of its inputs) or ``"cat"`` (channel concatenation). ``inputs`` index
+    the step values: 0 is the graph layer's input, ``i`` the output of step ``i - 1``."""
+
+    kind: str
+    inputs: tuple[int, ...]
+    layers: list = None
+
+
+@dataclass
+class GraphLayer:
+    """A small DAG of layer lists (residual adds, channel concats) that keeps the resolution of
+    its input; its output is the last step's. Made by the graph import of a user's network."""
+
+    steps: list[GraphStep]
+
+
+def graph_forms(f: Forms, g: GraphLayer, trace: list | None = None) -> Forms:
+    """Forms through a :class:`GraphLayer`: every step's layers through :func:`propagate_forms`;
+    an add sums the lower and the upper forms (sound), a concat stacks them (exact). Trace
+    entries: a layer step's list, a concat's input channel counts, ``None`` for an add."""
+    vals = [f]
+    for step in g.steps:
+        ins = [vals[i] for i in step.inputs]
+        if step.kind == "add":
+            out, entry = Forms(sum(v.lower for v in ins), sum(v.upper for v in ins)), None
+        elif step.kind == "cat":
+            out = Forms(torch.cat([v.lower for v in ins], dim=2), torch.cat([v.upper for v in ins], dim=2))
+            entry = [v.lower.shape[2] for v in ins]
+        else:
+            entry = [] if trace is not None else None
+            out = propagate_forms(step.layers, ins[0], entry)
+        if trace is not None:
+            trace.append(entry)
+        vals.append(out)
+    return vals[-1]
+
+
+HANDLERS[GraphLayer] = graph_forms
