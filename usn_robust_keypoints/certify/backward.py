@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .bounds import _PAD_FLOOR, FoldedConv, GraphLayer, input_clamp, pool_windows
+from .bounds import _PAD_FLOOR, FoldedConv, GraphLayer, MaxPool, input_clamp, pool_windows
 
 ROW_CHUNK = 256
 
@@ -110,7 +110,7 @@ def _upsample_adjoint(lam: torch.Tensor, up: nn.Upsample, in_shape: tuple[int, i
 
 
 def _linear_adjoint(op, lam: torch.Tensor, in_shape: tuple[int, int, int]) -> torch.Tensor:
-    """``lam`` through the adjoint of a linear map without offset (pooling, interpolation): the
+    """``lam`` through the adjoint of a linear map without offset (bilinear interpolation): the
     vector-Jacobian product at 0."""
     with torch.enable_grad():
         x = torch.zeros(lam.shape[0], *in_shape, dtype=lam.dtype, device=lam.device, requires_grad=True)
@@ -123,21 +123,19 @@ def _relu_update(lam, const, sl, su, bu):
     return lam.clamp_min(0) * sl + neg * su, const + (neg * bu).flatten(1).sum(dim=1)
 
 
-def _max_pool_backward(m: nn.MaxPool2d, lo: torch.Tensor, hi: torch.Tensor, lam: torch.Tensor,
+def _max_pool_backward(m: MaxPool, lo: torch.Tensor, hi: torch.Tensor, lam: torch.Tensor,
                        const: torch.Tensor, per_row) -> tuple[torch.Tensor, torch.Tensor]:
     """Max pool with inputs in ``[lo, hi]``: ``y >= z_i`` (``i`` the element with the largest
     ``lo``) where the coefficient is positive; where it is negative ``y = z_i`` if ``lo_i`` is at
     least every other ``hi`` in the window, else ``y <= max hi``."""
     n, c, h, w = lo.shape
-    wl, pad = pool_windows(lo, m, _PAD_FLOOR)  # (N, C, K, L)
-    wh, _ = pool_windows(hi, m, _PAD_FLOOR)
+    wl, wh = pool_windows(lo, m, _PAD_FLOOR), pool_windows(hi, m, _PAD_FLOOR)  # (N, C, K, L)
     jl = wl.argmax(dim=2, keepdim=True)
     top2 = wh.topk(min(2, wh.shape[2]), dim=2).values
     hi_i = wh.gather(2, jl)
     hi_other = torch.where(hi_i >= top2[:, :, :1], top2[:, :, -1:], top2[:, :, :1])  # max hi of the others
     exact = (wl.gather(2, jl) >= hi_other) | (wh.shape[2] == 1)
-    maxhi = top2[:, :, :1]
-    jl, exact, maxhi = per_row(jl), per_row(exact), per_row(maxhi)
+    jl, exact, maxhi = per_row(jl), per_row(exact), per_row(top2[:, :, :1])
     b = lam.shape[0]
     lam = lam.reshape(b, c, 1, -1)
     pos, neg = lam.clamp_min(0), lam.clamp_max(0)
@@ -145,15 +143,10 @@ def _max_pool_backward(m: nn.MaxPool2d, lo: torch.Tensor, hi: torch.Tensor, lam:
     const = const + torch.where(exact, torch.zeros_like(neg), neg * maxhi).flatten(1).sum(dim=1)
     onehot = torch.zeros(b, c, wl.shape[2], lam.shape[-1], dtype=lam.dtype, device=lam.device)
     onehot.scatter_(2, jl.expand(b, -1, -1, -1), coef)
-    (kh, kw), (dh, dw) = _pair(m.kernel_size), _pair(m.dilation)
-    sh, sw = _pair(m.stride if m.stride is not None else m.kernel_size)
-    hp, wp = h + pad[0] + pad[1], w + pad[2] + pad[3]
-    adj = F.fold(onehot.reshape(b * c, -1, lam.shape[-1]), (hp, wp), (kh, kw), dilation=(dh, dw), stride=(sh, sw))
-    return adj.reshape(b, c, hp, wp)[:, :, pad[0]:pad[0] + h, pad[2]:pad[2] + w], const
-
-
-def _pair(v) -> tuple[int, int]:
-    return tuple(v) if isinstance(v, (tuple, list)) else (int(v), int(v))
+    (ph, pw) = m.padding
+    hp, wp = h + 2 * ph, w + 2 * pw
+    adj = F.fold(onehot.reshape(b * c, -1, lam.shape[-1]), (hp, wp), m.kernel_size, dilation=m.dilation)
+    return adj.reshape(b, c, hp, wp)[:, :, ph:ph + h, pw:pw + w], const
 
 
 def _relax(m, t):
@@ -180,10 +173,8 @@ def _backward_layers(layers: list, relax: list, lam: torch.Tensor, const: torch.
             a = float(m.negative_slope)
             sl, su, bu = (per_row(v) for v in _relu_relaxation(*t))
             lam, const = _relu_update(lam, const, a + (1 - a) * sl, a + (1 - a) * su, (1 - a) * bu)
-        elif isinstance(m, nn.MaxPool2d):
+        elif isinstance(m, MaxPool):
             lam, const = _max_pool_backward(m, *t, lam, const, per_row)
-        elif isinstance(m, nn.AvgPool2d):
-            lam = _linear_adjoint(m, lam, t)
         elif isinstance(m, nn.Upsample):
             lam = _upsample_adjoint(lam, m, t)
         elif isinstance(m, nn.PixelShuffle):

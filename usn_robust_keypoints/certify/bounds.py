@@ -216,55 +216,45 @@ def leaky_relu_forms(f: Forms, m: nn.LeakyReLU) -> Forms:
     return Forms(a * f.lower + (1 - a) * r.lower, a * f.upper + (1 - a) * r.upper)
 
 
-def avg_pool_forms(f: Forms, m: nn.AvgPool2d) -> Forms:
-    """Forms through average pooling (weights >= 0: the pooled lower / upper forms)."""
-
-    def apply(t: torch.Tensor) -> torch.Tensor:
-        x, n = _merge(t)
-        return _split(F.avg_pool2d(x, m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad,
-                                   m.divisor_override), n)
-
-    return Forms(apply(f.lower), apply(f.upper))
-
-
 _PAD_FLOOR = -1e30  # the value a max-pool's padding holds (never the max of a window)
 
 
-def _pair(v) -> tuple[int, int]:
-    return tuple(v) if isinstance(v, (tuple, list)) else (int(v), int(v))
+@dataclass
+class MaxPool:
+    """A stride-1 max pool (the graph import follows a strided one with a stride-``s`` identity
+    :class:`FoldedConv`, so the output stride stays the product of the conv strides)."""
+
+    kernel_size: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(x, self.kernel_size, 1, self.padding, self.dilation)
 
 
-def pool_windows(x: torch.Tensor, m: nn.MaxPool2d, fill: float) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
-    """The max-pool windows of ``x (B, C, H, W)`` as ``(B, C, k*k, Ho*Wo)`` (padding holds ``fill``;
-    ``ceil_mode`` pads the bottom/right as far as its last window reaches) and the padding
-    ``(top, bottom, left, right)``."""
-    (kh, kw), (ph, pw), (dh, dw) = _pair(m.kernel_size), _pair(m.padding), _pair(m.dilation)
-    sh, sw = _pair(m.stride if m.stride is not None else m.kernel_size)
-    b, c, h, w = x.shape
-    ho, wo = F.max_pool2d(torch.zeros(1, 1, h, w), m.kernel_size, m.stride, m.padding, m.dilation,
-                          m.ceil_mode).shape[-2:]
-    eb = max(0, (ho - 1) * sh + dh * (kh - 1) + 1 - (h + 2 * ph))
-    er = max(0, (wo - 1) * sw + dw * (kw - 1) + 1 - (w + 2 * pw))
-    pad = (ph, ph + eb, pw, pw + er)
-    xp = F.pad(x, (pad[2], pad[3], pad[0], pad[1]), value=fill)
-    win = F.unfold(xp.reshape(b * c, 1, *xp.shape[-2:]), (kh, kw), dilation=(dh, dw), stride=(sh, sw))
-    return win.reshape(b, c, kh * kw, ho * wo), pad
+def pool_windows(x: torch.Tensor, m: MaxPool, fill: float) -> torch.Tensor:
+    """The max-pool windows of ``x (B, C, H, W)`` as ``(B, C, kh * kw, Ho * Wo)`` (padding holds ``fill``)."""
+    (kh, kw), (ph, pw) = m.kernel_size, m.padding
+    b, c = x.shape[:2]
+    xp = F.pad(x, (pw, pw, ph, ph), value=fill)
+    win = F.unfold(xp.reshape(b * c, 1, *xp.shape[-2:]), (kh, kw), dilation=m.dilation)
+    return win.reshape(b, c, kh * kw, -1)
 
 
-def max_pool_forms(f: Forms, m: nn.MaxPool2d) -> Forms:
+def max_pool_forms(f: Forms, m: MaxPool) -> Forms:
     """Sound forms of a max pool: lower = the lower form of the window element with the largest
     minimum (``max_j z_j >= z_i``); upper = the upper form ``U_i`` of the element with the largest
     maximum plus ``max_j max_e (U_j - U_i)`` (exact when one element dominates its window)."""
     n, _, c, h, w = f.lower.shape
+    ho = h + 2 * m.padding[0] - m.dilation[0] * (m.kernel_size[0] - 1)
+    wo = w + 2 * m.padding[1] - m.dilation[1] * (m.kernel_size[1] - 1)
 
     def windows(t: torch.Tensor) -> torch.Tensor:  # (N, 3, C, H, W) -> (N, 3, C, K, L)
-        const, _ = pool_windows(t[:, 0], m, _PAD_FLOOR)
-        coef, _ = pool_windows(t[:, 1:].reshape(n * 2, c, h, w), m, 0.0)
+        const = pool_windows(t[:, 0], m, _PAD_FLOOR)
+        coef = pool_windows(t[:, 1:].reshape(n * 2, c, h, w), m, 0.0)
         return torch.cat([const.unsqueeze(1), coef.reshape(n, 2, *coef.shape[1:])], dim=1)
 
     lo, up = windows(f.lower), windows(f.upper)
-    ho, wo = F.max_pool2d(torch.zeros(1, 1, h, w), m.kernel_size, m.stride, m.padding, m.dilation,
-                          m.ceil_mode).shape[-2:]
     jl = (lo[:, 0] - lo[:, 1].abs() - lo[:, 2].abs()).argmax(dim=2, keepdim=True)  # (N, C, 1, L)
     lower = lo.gather(3, jl.unsqueeze(1).expand(-1, 3, -1, -1, -1)).squeeze(3)
     ju = (up[:, 0] + up[:, 1].abs() + up[:, 2].abs()).argmax(dim=2, keepdim=True)
@@ -283,12 +273,11 @@ HANDLERS: dict[type, Callable[[Forms, nn.Module], Forms]] = {
     nn.Identity: identity_forms,
     nn.Dropout: identity_forms,
     nn.LeakyReLU: leaky_relu_forms,
-    nn.AvgPool2d: avg_pool_forms,
-    nn.MaxPool2d: max_pool_forms,
+    MaxPool: max_pool_forms,
 }
 
 # Layers whose trace entry (see :func:`propagate`) is the concrete range of their input.
-RANGE_TRACED = (nn.ReLU, nn.LeakyReLU, nn.MaxPool2d)
+RANGE_TRACED = (nn.ReLU, nn.LeakyReLU, MaxPool)
 
 
 def bound_layers(net: nn.Module, differentiable: bool = False) -> list:
@@ -423,6 +412,21 @@ class GraphLayer:
     its input; its output is the last step's. Made by the graph import of a user's network."""
 
     steps: list[GraphStep]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        vals = [x]
+        for step in self.steps:
+            ins = [vals[i] for i in step.inputs]
+            if step.kind == "add":
+                out = sum(ins[1:], ins[0])
+            elif step.kind == "cat":
+                out = torch.cat(ins, dim=1)
+            else:
+                out = ins[0]
+                for m in step.layers:
+                    out = m(out)
+            vals.append(out)
+        return vals[-1]
 
 
 def graph_forms(f: Forms, g: GraphLayer, trace: list | None = None) -> Forms:

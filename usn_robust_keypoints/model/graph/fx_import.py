@@ -80,10 +80,15 @@ def _check_graph(gm: torch.fx.GraphModule) -> None:
                 raise refusal("output", "output", "the network returns several values",
                               "return the heatmap tensor (N, K, H, W) only")
         elif n.op == "get_attr":
-            raise refusal(n.name, f"get_attr {n.target}", "a tensor is used outside of a module",
+            raise refusal(_where(n), f"get_attr {n.target}", "a tensor is used outside of a module",
                           "use nn.Conv2d / nn.BatchNorm2d modules instead of functional calls on parameters")
         elif n.op in ("call_module", "call_function", "call_method") and _kind(n, gm) is None:
-            raise refusal(n.name, _op_name(n, gm))
+            raise refusal(_where(n), _op_name(n, gm))
+
+
+def _where(n: torch.fx.Node) -> str:
+    """The node as the user knows it: the module path for a module call, else the fx node name."""
+    return str(n.target) if n.op == "call_module" else n.name
 
 
 def _scalar(v) -> bool:
@@ -193,14 +198,14 @@ def _convert(gm: torch.fx.GraphModule) -> tuple[list[Node], dict[str, nn.Module]
             nodes.append(Node(name, "input", [], {}, n.name))
             continue
         kind = _kind(n, gm)
-        src = f"{n.name} ({_op_name(n, gm)})"
+        src = _where(n)
         args = [a for a in n.args]
         tensor_in = [a for a in list(n.args) + list(n.kwargs.values()) if isinstance(a, torch.fx.Node)]
         if kind == "cat":
             seq = _arg(n, 0, "tensors")
             dim = _arg(n, 1, "dim", 0)
             if dim not in (1, -3):
-                raise refusal(n.name, "cat", f"concatenation along dim {dim}", "concatenate channels (dim=1) only")
+                raise refusal(_where(n), "cat", f"concatenation along dim {dim}", "concatenate channels (dim=1) only")
             nodes.append(Node(name, "cat", [names[a] for a in seq], {}, src))
             continue
         inputs = [names[a] for a in tensor_in]
@@ -208,14 +213,14 @@ def _convert(gm: torch.fx.GraphModule) -> tuple[list[Node], dict[str, nn.Module]
         if n.op == "call_module":
             m = gm.get_submodule(n.target)
             if kind == "conv":
-                mods[name] = _conv_padding(m, n.name)
+                mods[name] = _conv_padding(m, _where(n))
             elif kind == "conv_transpose":
                 if len(n.args) > 1 or n.kwargs:
-                    raise refusal(n.name, "ConvTranspose2d", "an output_size argument", "set output_padding instead")
+                    raise refusal(_where(n), "ConvTranspose2d", "an output_size argument", "set output_padding instead")
                 mods[name] = m
             elif kind == "batchnorm":
                 if not m.track_running_stats or m.running_mean is None:
-                    raise refusal(n.name, "BatchNorm2d", "it has no running statistics",
+                    raise refusal(_where(n), "BatchNorm2d", "it has no running statistics",
                                   "use track_running_stats=True (eval statistics fold into the conv)")
                 mods[name] = m
             elif kind == "leaky_relu":
@@ -225,7 +230,7 @@ def _convert(gm: torch.fx.GraphModule) -> tuple[list[Node], dict[str, nn.Module]
                              count_include_pad=m.count_include_pad, divisor_override=m.divisor_override)
             elif kind == "max_pool":
                 if m.return_indices:
-                    raise refusal(n.name, "MaxPool2d", "return_indices=True", "use return_indices=False")
+                    raise refusal(_where(n), "MaxPool2d", "return_indices=True", "use return_indices=False")
                 attrs = dict(kernel_size=m.kernel_size, stride=m.stride, padding=m.padding, dilation=m.dilation,
                              ceil_mode=m.ceil_mode)
             elif kind == "upsample":
@@ -234,7 +239,7 @@ def _convert(gm: torch.fx.GraphModule) -> tuple[list[Node], dict[str, nn.Module]
             attrs = {"negative_slope": float(_arg(n, 1, "negative_slope", 0.01))}
         elif kind == "max_pool":
             if _arg(n, 6, "return_indices", False):
-                raise refusal(n.name, "max_pool2d", "return_indices=True", "use return_indices=False")
+                raise refusal(_where(n), "max_pool2d", "return_indices=True", "use return_indices=False")
             k = _arg(n, 1, "kernel_size")
             attrs = dict(kernel_size=k, stride=_arg(n, 2, "stride", None) or k, padding=_arg(n, 3, "padding", 0),
                          dilation=_arg(n, 4, "dilation", 1), ceil_mode=bool(_arg(n, 5, "ceil_mode", False)))
@@ -249,7 +254,7 @@ def _convert(gm: torch.fx.GraphModule) -> tuple[list[Node], dict[str, nn.Module]
         elif kind == "clamp":
             lo, hi = _arg(n, 1, "min"), _arg(n, 2, "max")
             if not (_scalar(lo) and _scalar(hi)):
-                raise refusal(n.name, "clamp", "clamp needs constant min and max",
+                raise refusal(_where(n), "clamp", "clamp needs constant min and max",
                               "clamp the input to [tau, 1 - tau] with numbers, or remove it")
             attrs = {"min": float(lo), "max": float(hi)}
         elif kind == "affine":
@@ -257,7 +262,7 @@ def _convert(gm: torch.fx.GraphModule) -> tuple[list[Node], dict[str, nn.Module]
         elif kind == "add":
             alpha = n.kwargs.get("alpha", 1)
             if alpha != 1:
-                raise refusal(n.name, "add", f"add with alpha={alpha}", "scale the branch with a conv instead")
+                raise refusal(_where(n), "add", f"add with alpha={alpha}", "scale the branch with a conv instead")
         if kind == "upsample":
             attrs["scale_factor"] = _upsample_scale(n, attrs["mode"])
         nodes.append(Node(name, kind, inputs, attrs, src))
@@ -272,7 +277,7 @@ def _affine_attrs(n: torch.fx.Node) -> dict:
     tensor_first = isinstance(a, torch.fx.Node)
     c = b if tensor_first else a
     if not _scalar(c):
-        raise refusal(n.name, name, f"{name} with a non-constant operand", "use a number, or a conv for per-channel maps")
+        raise refusal(_where(n), name, f"{name} with a non-constant operand", "use a number, or a conv for per-channel maps")
     c = float(c)
     name = name.rstrip("_")
     if name in ("add", "iadd"):
@@ -283,20 +288,20 @@ def _affine_attrs(n: torch.fx.Node) -> dict:
         return {"scale": [c], "shift": [0.0]}
     if name in ("truediv", "div"):
         if not tensor_first:
-            raise refusal(n.name, name, "dividing a number by an activation is not linear", "divide by a number only")
+            raise refusal(_where(n), name, "dividing a number by an activation is not linear", "divide by a number only")
         return {"scale": [1.0 / c], "shift": [0.0]}
-    raise refusal(n.name, name)
+    raise refusal(_where(n), name)
 
 
 def _upsample_scale(n: torch.fx.Node, mode: str) -> float:
     """The integer upsampling factor of an upsample node (from its traced shapes)."""
     if mode not in ("nearest", "bilinear"):
-        raise refusal(n.name, f"upsample mode {mode!r}", f"mode {mode!r} is not supported",
+        raise refusal(_where(n), f"upsample mode {mode!r}", f"mode {mode!r} is not supported",
                       "use mode='nearest' or 'bilinear'")
     src = next(a for a in n.args if isinstance(a, torch.fx.Node))
     hi, wi = _shape(src)[-2:]
     ho, wo = _shape(n)[-2:]
     if ho % hi or wo % wi or ho // hi != wo // wi:
-        raise refusal(n.name, "upsample", f"{hi}x{wi} -> {ho}x{wo} is not one integer factor",
+        raise refusal(_where(n), "upsample", f"{hi}x{wi} -> {ho}x{wo} is not one integer factor",
                       "upsample by the same integer factor in both directions")
     return float(ho // hi)

@@ -6,8 +6,10 @@
 - a conv-transpose with output ``stride x`` its input becomes the equivalent stride-1 conv with
   ``stride**2`` times the output channels followed by ``PixelShuffle(stride)`` (exact, and the
   bounds are tighter: taps that read the same input pixel are summed before ``|W|`` is taken);
-- ReLU, LeakyReLU, average / max pooling and nearest / bilinear upsampling map to the layers of
-  the same name; identity and dropout vanish; ``clamp(x, tau, 1 - tau)`` on the input is the
+- an average pool is a depthwise conv; a max pool is a stride-1 :class:`MaxPool` followed by a
+  strided identity 1x1 conv (so every stride is a conv stride, as the certifier counts them);
+- ReLU, LeakyReLU and nearest / bilinear upsampling map to the layers of the same name; identity
+  and dropout vanish; ``clamp(x, tau, 1 - tau)`` on the input is the
   :class:`InputClamp`;
 - the graph is cut where a single value is alive (the trunk): a run of nodes between two cuts that
   branches (residual add, channel concat) becomes one :class:`GraphLayer` (it must keep the
@@ -21,8 +23,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...certify.bounds import FoldedConv, GraphLayer, GraphStep, InputClamp, fuse_upsample
+from ...certify.bounds import FoldedConv, GraphLayer, GraphStep, InputClamp, MaxPool, fuse_upsample
 from .net import GraphDetector, Node
+from .refusal import refusal
 
 
 def node_shapes(det: GraphDetector) -> dict[str, tuple[int, ...]]:
@@ -72,10 +75,10 @@ def _conv_transpose_layers(ct: nn.ConvTranspose2d, bn: nn.BatchNorm2d | None, in
     """A conv-transpose (+ batch norm) as an equivalent conv followed by ``PixelShuffle(stride)``."""
     sh, sw = ct.stride
     if sh != sw or ct.groups != 1 or out_shape[1] != sh * in_shape[1] or out_shape[2] != sw * in_shape[2]:
-        raise ValueError(f"{where}: ConvTranspose2d is supported with equal strides, groups=1 and an output "
-                         f"of exactly stride x its input (got stride {ct.stride}, groups {ct.groups}, "
-                         f"{tuple(in_shape[1:])} -> {tuple(out_shape[1:])}); choose kernel_size, padding and "
-                         f"output_padding with (k - 1) * dilation - 2 * padding + output_padding + 1 = stride")
+        raise refusal(where, "ConvTranspose2d", f"only equal strides, groups=1 and an output of exactly stride x "
+                      f"its input are supported (got stride {tuple(ct.stride)}, groups {ct.groups}, "
+                      f"{tuple(in_shape[1:])} -> {tuple(out_shape[1:])})", "choose kernel_size, padding and "
+                      "output_padding with (k - 1) * dilation - 2 * padding + output_padding + 1 = stride")
     s = sh
     th = _taps(ct.kernel_size[0], s, ct.padding[0], ct.dilation[0])
     tw = _taps(ct.kernel_size[1], s, ct.padding[1], ct.dilation[1])
@@ -105,16 +108,47 @@ def _depthwise(scale: torch.Tensor, shift: torch.Tensor, differentiable: bool) -
     return FoldedConv(scale.reshape(c, 1, 1, 1), shift.reshape(c), (1, 1), (0, 0), (1, 1), c)
 
 
+def _pair(v) -> tuple[int, int]:
+    return tuple(int(x) for x in v) if isinstance(v, (tuple, list)) else (int(v), int(v))
+
+
+def _pool_layers(n: Node, shapes: dict) -> list:
+    """Average pool: a depthwise conv with weights ``1 / k**2`` (zero padding counted). Max pool: a
+    stride-1 :class:`MaxPool` followed by a stride-``s`` identity 1x1 conv (subsampling)."""
+    a, where = n.attrs, n.source or n.name
+    k, p = _pair(a["kernel_size"]), _pair(a["padding"])
+    s = _pair(a["stride"] if a["stride"] is not None else a["kernel_size"])
+    c, hi, wi = shapes[n.inputs[0]]
+    if n.op == "avg_pool":
+        if a["divisor_override"] is not None or (not a["count_include_pad"] and p != (0, 0)):
+            raise refusal(where, "AvgPool2d", "divisor_override or count_include_pad=False with padding is not "
+                          "a fixed linear map here", "use count_include_pad=True and no divisor_override")
+        w = torch.full((c, 1, *k), 1.0 / (k[0] * k[1]))
+        layers = [FoldedConv(w, None, s, p, (1, 1), c)]
+    else:
+        d = _pair(a["dilation"])
+        layers = [MaxPool(k, p, d)]
+        if s != (1, 1):
+            layers.append(FoldedConv(torch.ones(c, 1, 1, 1), None, s, (0, 0), (1, 1), c))
+    x = torch.zeros(1, c, hi, wi)
+    for m in layers:
+        x = m(x)
+    if tuple(x.shape[1:]) != tuple(shapes[n.name]):
+        raise refusal(where, n.op, f"ceil_mode gives a {tuple(shapes[n.name][1:])} output", "use ceil_mode=False "
+                      "(or an input size for which it does not matter)")
+    return layers
+
+
 def _single_layers(det: GraphDetector, n: Node, shapes: dict, differentiable: bool, bn: nn.BatchNorm2d | None,
                    conv_node: Node | None) -> list:
     """The bound layers of a single-input node (``bn`` folded into ``conv_node`` when given)."""
-    a, where = n.attrs, f"node {n.source or n.name}"
+    a, where = n.attrs, n.source or n.name
     if conv_node is not None:
         mod = det.mods[conv_node.name]
         if conv_node.op == "conv":
             return [_conv_layer(mod, bn, differentiable)]
         return _conv_transpose_layers(mod, bn, shapes[conv_node.inputs[0]], shapes[conv_node.name], differentiable,
-                                      f"node {conv_node.source or conv_node.name}")
+                                      conv_node.source or conv_node.name)
     if n.op == "conv":
         return [_conv_layer(det.mods[n.name], None, differentiable)]
     if n.op == "conv_transpose":
@@ -129,17 +163,17 @@ def _single_layers(det: GraphDetector, n: Node, shapes: dict, differentiable: bo
     if n.op == "relu":
         return [nn.ReLU()]
     if n.op == "leaky_relu":
+        if not 0.0 <= a["negative_slope"] <= 1.0:
+            raise refusal(n.source or n.name, "LeakyReLU", f"negative_slope {a['negative_slope']} is outside [0, 1] "
+                          f"(the relaxation needs a convex activation)", "use a slope in [0, 1]")
         return [nn.LeakyReLU(a["negative_slope"])]
-    if n.op == "avg_pool":
-        return [nn.AvgPool2d(a["kernel_size"], a["stride"], a["padding"], a["ceil_mode"], a["count_include_pad"],
-                             a["divisor_override"])]
-    if n.op == "max_pool":
-        return [nn.MaxPool2d(a["kernel_size"], a["stride"], a["padding"], a["dilation"], ceil_mode=a["ceil_mode"])]
+    if n.op in ("avg_pool", "max_pool"):
+        return _pool_layers(n, shapes)
     if n.op == "upsample":
         return [nn.Upsample(scale_factor=a["scale_factor"], mode=a["mode"], align_corners=a.get("align_corners"))]
     if n.op == "identity":
         return []
-    raise ValueError(f"{where}: op {n.op!r} has no bound layer")
+    raise refusal(where, n.op, "this op has no bound layer")
 
 
 def lower_graph(det: GraphDetector, differentiable: bool = False) -> list:
@@ -162,9 +196,9 @@ def lower_graph(det: GraphDetector, differentiable: bool = False) -> list:
             t = float(n.attrs["min"])
             if (n.inputs[0] != input_name or len(cons[input_name]) != 1 or not 0 <= t < 0.5
                     or abs(float(n.attrs["max"]) - (1 - t)) > 1e-6):
-                raise ValueError(f"node {n.source or n.name}: clamp is supported only as clamp(x, tau, 1 - tau) on the "
-                                 f"network input (0 <= tau < 0.5), got clamp({n.attrs['min']}, {n.attrs['max']}) "
-                                 f"on {n.inputs[0]}; remove it or move it to the input")
+                raise refusal(n.source or n.name, "clamp", f"clamp({n.attrs['min']}, {n.attrs['max']}) inside the "
+                              f"network is not supported (only clamp(x, tau, 1 - tau) on the input, 0 <= tau < 0.5)",
+                              "remove it or move it to the input")
             tau = t
             vnodes.append((n.name, "layers", list(n.inputs), []))
             continue
@@ -201,11 +235,12 @@ def lower_graph(det: GraphDetector, differentiable: bool = False) -> list:
         if alive <= i:  # only the value of position i is alive after it: a cut
             top += _segment(vnodes[seg_start:i], names[seg_start], shapes, byname)
             seg_start, alive = i, 0
+    top = fuse_upsample(top)
     if not top or not isinstance(top[-1], FoldedConv):
         k = shapes[det.output][0]
         eye = torch.eye(k).reshape(k, k, 1, 1)
         top.append(FoldedConv(eye, None, (1, 1), (0, 0), (1, 1), 1))
-    return fuse_upsample(top)
+    return top
 
 
 def _segment(vnodes: list, input_name: str, shapes: dict, byname: dict) -> list:
@@ -220,7 +255,7 @@ def _segment(vnodes: list, input_name: str, shapes: dict, byname: dict) -> list:
     s_in, s_out = shapes[input_name], shapes[vnodes[-1][0]]
     if s_in[1:] != s_out[1:]:
         n = byname[vnodes[-1][0]]
-        raise ValueError(f"node {n.source or n.name}: a residual/concat block that changes the resolution "
-                         f"({tuple(s_in[1:])} -> {tuple(s_out[1:])}) is not supported; downsample or upsample "
-                         f"with a plain layer before or after the block (e.g. a strided conv on the trunk)")
+        raise refusal(n.source or n.name, n.op, f"a residual/concat block that changes the resolution "
+                      f"({tuple(s_in[1:])} -> {tuple(s_out[1:])}) is not supported",
+                      "downsample or upsample with a plain layer before or after the block (a strided conv on the trunk)")
     return [GraphLayer(steps)]
