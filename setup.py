@@ -28,6 +28,7 @@ setup(
         "pyyaml",
         "scikit-image",
         "torch-pruning>=1.5",
+        "onnx>=1.14",  # reading users' ONNX models (model/graph/onnx_import.py); no runtime needed
     ],
     extras_require={"test": ["pytest"]},
     zip_safe=True,
