@@ -156,6 +156,53 @@ class GraphDetector(nn.Module):
         mods = {n.name: build_module(n.op, n.attrs) for n in nodes if n.op in MODULE_OPS}
         return cls(nodes, mods, desc["output"], spec)
 
+    def hidden_convs(self) -> list[tuple[str, nn.Conv2d, nn.BatchNorm2d]]:
+        """(name, conv, bn) of the prunable units, in graph order: every Conv2d whose only consumer
+        is a BatchNorm2d, one per group of channels that Torch-Pruning couples (a residual add ties
+        the widths of the convs it sums: pruning the first prunes them all), none whose group
+        reaches the heatmap output."""
+        import torch_pruning as tp
+
+        from ...prune.surgery import dependency_graph
+
+        cons = self.consumers()
+        with torch.enable_grad():  # Torch-Pruning traces with autograd
+            graph = dependency_graph(self)
+        head = self._output_modules()
+        covered: set[nn.Module] = set()
+        out = []
+        for n in self.nodes:
+            if n.op != "conv" or len(cons[n.name]) != 1 or cons[n.name][0].op != "batchnorm":
+                continue
+            conv, bn = self.mods[n.name], self.mods[cons[n.name][0].name]
+            if conv in covered or cons[n.name][0].name == self.output:
+                continue
+            group = graph.get_pruning_group(conv, tp.prune_conv_out_channels, idxs=[0])
+            members = {dep.target.module for dep, _ in group}
+            covered |= {dep.target.module for dep, _ in group if graph.is_out_channel_pruning_fn(dep.handler)}
+            grouped = any(isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.groups > 1 for m in members)
+            if members & head or grouped:
+                continue  # the keypoints are never pruned; Torch-Pruning cannot shrink grouped convs evenly
+            out.append((n.name, conv, bn))
+        return out
+
+    def _output_modules(self) -> set[nn.Module]:
+        """The conv / batch-norm modules whose channels are the heatmaps (reached backward from the
+        output through non-conv ops)."""
+        byname = {n.name: n for n in self.nodes}
+        out, stack = set(), [self.output]
+        while stack:
+            n = byname[stack.pop()]
+            if n.op in MODULE_OPS:
+                out.add(self.mods[n.name])
+                if n.op != "batchnorm":
+                    continue
+            stack += n.inputs
+        return out
+
+    def sync_config(self) -> None:
+        """Nothing to record after pruning: :meth:`describe` reads the widths from the modules."""
+
     def consumers(self) -> dict[str, list[Node]]:
         """Node name -> the nodes that read it."""
         out: dict[str, list[Node]] = {n.name: [] for n in self.nodes}
