@@ -200,6 +200,9 @@ class GraphDetector(nn.Module):
             stack += n.inputs
         return out
 
+    def apply_constraints(self) -> None:
+        """No weight constraints (the training loop calls this after every step)."""
+
     def sync_config(self) -> None:
         """Nothing to record after pruning: :meth:`describe` reads the widths from the modules."""
 
