@@ -28,6 +28,18 @@ class ResidualBlock(nn.Module):
         return torch.relu(self.body(x) + self.skip(x))
 
 
+class DownBlock(nn.Module):
+    """A ResNet downsampling block: stride-2 3x3 conv branch + stride-2 1x1 projection shortcut."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(cbr(cin, cout, 2), nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+        self.skip = nn.Sequential(nn.Conv2d(cin, cout, 1, 2, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        return torch.relu(self.body(x) + self.skip(x))
+
+
 class ResNetLike(nn.Module):
     """Stride-4 stem of plain strided convs, residual blocks at constant resolution, 1x1 head."""
 
@@ -102,6 +114,7 @@ def zoo(seed: int) -> dict[str, tuple[nn.Module, ModelSpec]]:
         "resnet_like": (ResNetLike(), g),
         "unet_like": (UNetLike(), g),
         "functional": (Functional(), g),
+        "resnet_downsampling": (nn.Sequential(cbr(1, 4, 2), DownBlock(4, 6), ResidualBlock(6, 6), nn.Conv2d(6, 2, 1)), g),
         "color_normalised": (ResNetLike(cin=3, blocks=1),
                              ModelSpec(32, 32, color="rgb", mean=[0.4, 0.5, 0.6], std=[0.2, 0.25, 0.3])),
     }

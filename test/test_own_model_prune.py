@@ -26,6 +26,7 @@ NETS = zoo(0)
 
 
 @pytest.mark.parametrize("name, criterion", [("resnet_like", "usn"), ("unet_like", "usn"), ("color_normalised", "l1"),
+                                             ("resnet_downsampling", "usn"),
                                              ("resnet_like", "bn")])
 def test_prune_save_reload_export(name: str, criterion: str, tmp_path) -> None:
     """A quarter of the hidden channels removed (residual widths pruned together, concat inputs

@@ -12,8 +12,11 @@
   and dropout vanish; ``clamp(x, tau, 1 - tau)`` on the input is the
   :class:`InputClamp`;
 - the graph is cut where a single value is alive (the trunk): a run of nodes between two cuts that
-  branches (residual add, channel concat) becomes one :class:`GraphLayer` (it must keep the
-  resolution of its input: the output stride stays the product of the top-level strides);
+  branches (residual add, channel concat) becomes one :class:`GraphLayer`, which keeps the
+  resolution of its input (the output stride stays the product of the top-level strides). A block
+  whose every branch starts with a stride-``f`` conv (a ResNet downsampling block) is preceded by a
+  space-to-depth conv (stride ``f``, one-hot weights) and its first convs become the equivalent
+  stride-1 convs on the ``f * f`` phases (exact);
 - if the graph does not end with a conv, an identity 1x1 conv is appended (the backward pass reads
   the head's shape), and :func:`fuse_upsample` is applied to the top level.
 """
@@ -253,9 +256,49 @@ def _segment(vnodes: list, input_name: str, shapes: dict, byname: dict) -> list:
         steps.append(GraphStep(kind, tuple(index[u] for u in inputs), layers if kind == "layers" else None))
         index[name] = i + 1
     s_in, s_out = shapes[input_name], shapes[vnodes[-1][0]]
-    if s_in[1:] != s_out[1:]:
+    if s_in[1:] == s_out[1:]:
+        return [GraphLayer(steps)]
+    f = s_in[1] // s_out[1]
+    firsts = [st.layers[0] if st.kind == "layers" and st.layers else None for st in steps if 0 in st.inputs]
+    ok = (f > 1 and s_out[1] * f == s_in[1] and s_out[2] * f == s_in[2] and all(
+        isinstance(c, FoldedConv) and tuple(c.stride) == (f, f) and c.padding_mode == "zeros" and c.groups == 1
+        for c in firsts) and all(0 not in st.inputs or st.kind == "layers" for st in steps))
+    if not ok:
         n = byname[vnodes[-1][0]]
         raise refusal(n.source or n.name, n.op, f"a residual/concat block that changes the resolution "
-                      f"({tuple(s_in[1:])} -> {tuple(s_out[1:])}) is not supported",
-                      "downsample or upsample with a plain layer before or after the block (a strided conv on the trunk)")
-    return [GraphLayer(steps)]
+                      f"({tuple(s_in[1:])} -> {tuple(s_out[1:])}) other than by strided convs on every branch "
+                      f"is not supported", "downsample every branch with a conv of the same stride (or with a "
+                      "plain layer before the block)")
+    # Every branch downsamples with a stride-f conv: space-to-depth on the trunk (a stride-f conv
+    # with one-hot weights: counted as a conv stride, exact), then stride-1 convs inside the block.
+    for st in steps:
+        if 0 in st.inputs:
+            st.layers = [_space_to_depth_conv(st.layers[0], f)] + st.layers[1:]
+    c = s_in[0]
+    onehot = torch.zeros(c, f, f, c, f, f)
+    for i in range(c):
+        for a in range(f):
+            for b in range(f):
+                onehot[i, a, b, i, a, b] = 1.0
+    s2d = FoldedConv(onehot.reshape(c * f * f, c, f, f), None, (f, f), (0, 0), (1, 1), 1)
+    return [s2d, GraphLayer(steps)]
+
+
+def _space_to_depth_conv(conv: FoldedConv, f: int) -> FoldedConv:
+    """The stride-1 conv on ``pixel_unshuffle(x, f)`` equal to the stride-``f`` ``conv`` on ``x``."""
+    w = conv.weight
+    o, c, kh, kw = w.shape
+    taps = []
+    for dim, k in ((0, kh), (1, kw)):
+        t = []
+        for kk in range(k):
+            off = conv.dilation[dim] * kk - conv.padding[dim]
+            q = off // f
+            t.append((kk, q, off - f * q))
+        taps.append(t)
+    m = max(abs(q) for t in taps for _, q, _ in t)
+    w2 = torch.zeros(o, c, f, f, 2 * m + 1, 2 * m + 1, dtype=w.dtype, device=w.device)
+    for kh_, qh, ah in taps[0]:
+        for kw_, qw, aw in taps[1]:
+            w2[:, :, ah, aw, qh + m, qw + m] = w2[:, :, ah, aw, qh + m, qw + m] + w[:, :, kh_, kw_]
+    return FoldedConv(w2.reshape(o, c * f * f, 2 * m + 1, 2 * m + 1), conv.bias, (1, 1), (m, m), (1, 1), 1)
