@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from usn_robust_keypoints import certify
-from usn_robust_keypoints.certify import Status
+from usn_robust_keypoints.certify import CertifyOptions, PerturbationBox, Status, validate_request
 from usn_robust_keypoints.certify.bounds import bound_layers
 from usn_robust_keypoints.cli import main
 from usn_robust_keypoints.model import DetectorConfig, HeatmapDetector, KeypointModel, save_checkpoint
@@ -34,13 +34,39 @@ def image() -> np.ndarray:
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(alpha=-0.1), "alpha"), (dict(beta=-0.1), "beta"), (dict(alpha=1.0), "alpha"),
+    (dict(alpha=-0.1), "alpha"), (dict(beta=-0.1), "beta"), (dict(alpha=1.0), "alpha"), (dict(beta=1.5), "beta"),
     (dict(radius=-1.0), "radius"), (dict(radius=math.nan), "radius"), (dict(backend="magic"), "backend"),
-    (dict(budget_ms=-5.0), "budget"),
+    (dict(budget_ms=-5.0), "budget"), (dict(budget_ms=math.inf), "budget"), (dict(method="magic"), "method"),
+    (dict(max_depth=-1), "max_depth"),
+    (dict(box=PerturbationBox(0.01, 0.01), alpha=0.01), "not both"),
+    (dict(options=CertifyOptions(margins=False), thorough=True), "not both"),
 ])
 def test_bad_arguments(model, image, kwargs, match) -> None:
     with pytest.raises(ValueError, match=match):
         certify(model, image, **kwargs)
+
+
+def test_one_request_validation() -> None:
+    """validate_request is the one rule set (the API, the CLI and the certifier node call it):
+    radius 0 is a request (the argmax stays in the nominal cell), beta is capped at 1."""
+    assert validate_request((0.02, 0.03), 0.0) == PerturbationBox(0.02, 0.03)
+    assert validate_request(PerturbationBox(0.0, 1.0), 4.0, "auto_lirpa", 0.0) == PerturbationBox(0.0, 1.0)
+    for bad in [((0.02, 1.01), 4.0, "native", None), ((0.02, 0.02), -0.5, "native", None),
+                ((0.02, 0.02), True, "native", None), ((0.02, 0.02), 4.0, "native", float("nan"))]:
+        with pytest.raises(ValueError):
+            validate_request(*bad)
+
+
+def test_box_and_options_form_is_the_keyword_form(model, image) -> None:
+    """certify(box=..., options=...) gives the same certificates as the keyword form; the default box
+    is PerturbationBox()."""
+    a = certify(model, image, 0.01, 0.03, radius=6.0, margins=False, max_depth=2)
+    b = certify(model, image, box=PerturbationBox(0.01, 0.03), radius=6.0,
+                options=CertifyOptions(margins=False, max_depth=2))
+    assert (b.alpha, b.beta) == (0.01, 0.03)
+    assert [(k.status, k.certified_radius) for k in a.keypoints] == [(k.status, k.certified_radius) for k in b.keypoints]
+    d = certify(model, image, options=CertifyOptions(margins=False))
+    assert (d.alpha, d.beta) == (PerturbationBox().alpha, PerturbationBox().beta)
 
 
 def test_bad_images(model, image) -> None:

@@ -119,7 +119,7 @@ def test_tradeoff_merge_writes_table_and_plot(tmp_path):
     import json
     from dataclasses import asdict
 
-    from usn_robust_keypoints.tradeoff import TradeoffConfig, merge_results
+    from usn_robust_keypoints.experiments.tradeoff import TradeoffConfig, merge_results
 
     cfg = TradeoffConfig(eps=(0.02, 0.1), frames=2)
     for i in range(2):

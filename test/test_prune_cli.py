@@ -9,6 +9,8 @@ import torch
 from usn_robust_keypoints.cli import main
 from usn_robust_keypoints.evaluate import format_rate
 from usn_robust_keypoints.model import DetectorConfig, HeatmapDetector, load_detector, save_checkpoint
+from usn_robust_keypoints.prune.schedule import round_plan
+from usn_robust_keypoints.prune.surgery import select_channels
 from usn_robust_keypoints.prune.usn import hidden_convs
 
 CFG = DetectorConfig(input_width=32, input_height=24, stem_width=6, width=8, depth=1, head_width=6)
@@ -21,9 +23,9 @@ def tiny_model(tmp_path):
 
 
 def test_prune_cli_removes_channels_and_reloads(tiny_model, tmp_path):
-    method, lam = "usn", 0.5
-    out = tmp_path / f"pruned_{method}"
-    rc = main(["prune", "--model", str(tiny_model), "--method", method, "--sparsity", "0.5", "--wasserstein",
+    lam = 0.5
+    out = tmp_path / "pruned_usn"
+    rc = main(["prune", "--model", str(tiny_model), "--method", "usn", "--sparsity", "0.5", "--wasserstein",
                str(lam), "--out", str(out), "--train-images", "16", "--test-images", "4", "--steps-per-round", "1",
                "--recovery-steps", "1", "--batch-size", "2", "--round-fraction", "0.25"])
     assert rc == 0
@@ -35,12 +37,19 @@ def test_prune_cli_removes_channels_and_reloads(tiny_model, tmp_path):
     assert model.config.channels == [c.out_channels for _, c, _ in hidden_convs(model)]
     assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in dense.parameters())
     assert model(torch.rand(1, 1, 24, 32)).shape == (1, CFG.num_keypoints, 12, 16)
-    assert info["pruning"]["method"] == method and info["pruning"]["wasserstein"] == lam
+    assert info["pruning"]["method"] == "usn" and info["pruning"]["wasserstein"] == lam
     assert len(info["pruning"]["removed"]) == 2  # two rounds of 25 %
-    if method == "usn":
-        scores = json.loads(out.with_suffix(".usn_scores.json").read_text())
-        assert len(scores["layers"]) == len(hidden_convs(dense))
-        assert out.with_suffix(".usn_scores.png").stat().st_size > 0
+    scores = json.loads(out.with_suffix(".usn_scores.json").read_text())
+    assert len(scores["layers"]) == len(hidden_convs(dense))
+    assert out.with_suffix(".usn_scores.png").stat().st_size > 0
+    # The saved scores are the ones the first round pruned by: the schedule's own selection rule on
+    # them (same floors, same seeded tie-break) gives exactly the channels the first round removed.
+    sched = info["pruning"]
+    floors = [max(1, int(round(sched["min_keep"] * c.out_channels))) for _, c, _ in hidden_convs(dense)]
+    first = round_plan(before, tuple(sched["targets"]), sched["round_fraction"])[0]
+    chosen = select_channels([torch.tensor(layer["score"]) for layer in scores["layers"]], first, floors,
+                             torch.Generator().manual_seed(sched["seed"]))
+    assert chosen == info["pruning"]["removed"][0] and sum(map(len, chosen)) == first
 
 
 def test_prune_cli_rejects_bad_sparsity(tiny_model, tmp_path):
@@ -96,7 +105,7 @@ def test_experiment_robust_term_kappa0_ablation_in_parallel_jobs(tiny_model, tmp
 
 
 def test_tradeoff_end_to_end_on_a_checkpoint(tiny_model, tmp_path):
-    from usn_robust_keypoints.tradeoff import TradeoffConfig, run_tradeoff
+    from usn_robust_keypoints.experiments.tradeoff import TradeoffConfig, run_tradeoff
 
     cfg = TradeoffConfig(eps=(0.02, 0.05), frames=2, test_images=4, budget_ms=300)
     row, again = run_tradeoff([("tiny", str(tiny_model)), ("again", str(tiny_model))], cfg, tmp_path / "t",
@@ -116,8 +125,8 @@ def test_tradeoff_end_to_end_on_a_checkpoint(tiny_model, tmp_path):
 
 def test_tradeoff_first_frame_certifies_a_later_range(tiny_model, tmp_path, monkeypatch):
     """``first_frame`` certifies test scenes first_frame.. (the same scenes and outcomes as in a run from 0)."""
-    from usn_robust_keypoints import tradeoff
-    from usn_robust_keypoints.tradeoff import TradeoffConfig, run_tradeoff
+    from usn_robust_keypoints.experiments import tradeoff
+    from usn_robust_keypoints.experiments.tradeoff import TradeoffConfig, run_tradeoff
 
     seen = []
     real = tradeoff.certified_accuracy
@@ -145,7 +154,7 @@ def test_tradeoff_cli_without_budget(tiny_model, tmp_path):
 
 def test_experiment_plus_w_rows_for_any_criterion():
     """``bn+w`` prunes with BN-scale marks plus the Wasserstein concentration, one row per λ."""
-    from usn_robust_keypoints.prune.experiment import ExperimentConfig, _runs
+    from usn_robust_keypoints.experiments.pruning import ExperimentConfig, _runs
 
     runs = _runs(ExperimentConfig(methods=("bn+w", "usn+w", "bn"), wasserstein=(0.1, 1.0), ablations=False))
     got = [(label, s.method, s.wasserstein) for label, s, _ in runs]

@@ -9,7 +9,7 @@ from scipy.stats import wasserstein_distance
 from usn_robust_keypoints.model import DetectorConfig, HeatmapDetector, load_detector, save_checkpoint
 from usn_robust_keypoints.prune.baselines import BASELINES, accumulate_gradients, baseline_importance
 from usn_robust_keypoints.prune.surgery import (UsnImportance, channel_importance, count_hidden_channels,
-                                                 prune_step, remove_channels, select_channels)
+                                                 remove_channels, select_channels)
 from usn_robust_keypoints.prune.usn import UsnConfig, hidden_convs, usn_scores
 from usn_robust_keypoints.prune.wasserstein import layer_loss, w1_sorted, wasserstein_loss
 
@@ -131,7 +131,8 @@ def test_usn_importance_prunes_lowest_scores():
     for s, v in zip(scores, per_layer):
         assert torch.equal(s.score, v)
     total = count_hidden_channels(m)
-    removal = prune_step(m, imp, 10, min_keep=2, generator=torch.Generator().manual_seed(0))
+    removal = select_channels(per_layer, 10, min_keep=2, generator=torch.Generator().manual_seed(0))
+    remove_channels(m, removal)  # the schedule's path: select globally, then remove through the graph
     assert sum(map(len, removal)) == 10 and count_hidden_channels(m) == total - 10
     # the removed channels of each layer are that layer's lowest normalised scores
     for s, r in zip(scores, removal):
@@ -191,7 +192,7 @@ def test_each_baseline_runs(name):
     assert [len(v) for v in per_layer] == [c.out_channels for _, c, _ in hidden_convs(m)]
     assert all(torch.isfinite(v).all() for v in per_layer)
     before = count_hidden_channels(m)
-    prune_step(m, imp, 6)
+    remove_channels(m, select_channels(per_layer, 6))
     assert count_hidden_channels(m) == before - 6
     assert m(_images(1)).shape[1] == CFG.num_keypoints
 

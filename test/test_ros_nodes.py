@@ -195,7 +195,7 @@ def test_parameter_changes_are_validated(pipeline):
     try:
         client = node.create_client(SetParameters, "/certifier/set_parameters")
         assert client.wait_for_service(timeout_sec=15)
-        for bad in ({"alpha": -0.1}, {"alpha": 1.5}, {"beta": float("nan")}, {"radius": 0.0},
+        for bad in ({"alpha": -0.1}, {"alpha": 1.5}, {"beta": float("nan")}, {"radius": -1.0}, {"beta": 1.5},
                     {"backend": "magic"}, {"budget_ms": -1.0}):
             (res,) = _set(executor, client, **bad)
             assert not res.successful and res.reason, bad

@@ -117,3 +117,27 @@ def test_train_cli_refuses_a_teacher_with_other_heatmaps(tmp_path, capsys):
     assert main(["train", "--out", str(out), "--steps", "1", "--stride", "4", "--distill-from", teacher]) == 2
     assert "do not match" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_build_detector_fine_tunes_a_copy_and_keeps_the_architecture(tmp_path):
+    """With ``init``: the checkpoint's weights, the requested stem/clamp settings on a new config (the
+    checkpoint's config is not mutated), the architecture kept; without: DetectorConfig + overrides."""
+    from usn_robust_keypoints.model import load_detector, save_checkpoint
+    from usn_robust_keypoints.train import build_detector
+
+    cfg = tiny_training_set()[0]
+    torch.manual_seed(0)
+    start = HeatmapDetector(cfg)
+    path = save_checkpoint(start, tmp_path / "start.safetensors")
+    tuned = build_detector([], path, zero_mean_stem=True, stem_padding="replicate", input_clamp=0.05, width=None)
+    c = tuned.config
+    assert (c.zero_mean_stem, c.stem_padding, c.input_clamp) == (True, "replicate", 0.05)
+    assert tuned.net[0].padding_mode == "replicate" and not start.config.zero_mean_stem
+    assert torch.allclose(tuned.net[0].weight.sum(dim=(1, 2, 3)), torch.zeros(cfg.stem_width), atol=1e-6)
+    assert torch.equal(tuned.net[1].running_var, load_detector(path)[0].net[1].running_var)
+    assert c.conv_channels() == cfg.conv_channels()
+    with pytest.raises(ValueError, match="width"):
+        build_detector([], path, width=32)
+    fresh = build_detector(["a", "b"], None, width=10, output_stride=4, stem_padding=None)
+    assert (fresh.config.num_keypoints, fresh.config.width, fresh.config.output_stride) == (2, 10, 4)
+    assert fresh.config.keypoint_names == ["a", "b"] and fresh.config.stem_padding == "zeros"

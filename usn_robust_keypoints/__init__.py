@@ -1,13 +1,14 @@
 """usn_robust_keypoints: keypoint detection with certified brightness/contrast robustness.
 
-Public API: :func:`load_model`, :class:`PerturbationBox`, :func:`certify` and the result types.
+Public API: :func:`load_model`, :class:`PerturbationBox`, :func:`certify` (with
+:class:`CertifyOptions`) and the result types.
 The core library imports no ROS module; ROS lives in ``usn_robust_keypoints.nodes``.
 """
 
-from .certify import FrameCertificate, KeypointCertificate, Status, certify, certify_batch
+from .certify import CertifyOptions, FrameCertificate, KeypointCertificate, Status, certify, certify_batch
 from .model import KeypointModel, Prediction, load_model
 from .perturbation import PerturbationBox, apply_perturbation
 
-__all__ = ["FrameCertificate", "KeypointCertificate", "KeypointModel", "PerturbationBox", "Prediction",
+__all__ = ["CertifyOptions", "FrameCertificate", "KeypointCertificate", "KeypointModel", "PerturbationBox", "Prediction",
            "Status", "apply_perturbation", "certify", "certify_batch", "load_model"]
 __version__ = "0.1.0"

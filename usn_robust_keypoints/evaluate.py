@@ -5,6 +5,7 @@ and certified accuracy (correct *and* certified, :func:`certified_accuracy`)."""
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -171,3 +172,24 @@ def certified_accuracy(model: KeypointModel, images: np.ndarray, keypoints: np.n
             acc += list(cert & (err <= tolerance))
         out.append(CertifiedAccuracy(e, float(np.mean(ok)), float(np.mean(times)), [int(x) for x in acc]))
     return out
+
+
+EVAL_SETS = ("real-left", "real-right", "synthetic-test")
+
+
+def load_eval_set(name: str | None, coco: str | None = None) -> tuple[list[np.ndarray], np.ndarray, list[list[int]]]:
+    """Frames, keypoints (N, K, 2) in frame pixels and symmetries of an evaluation set: a COCO-keypoints
+    JSON ``coco``, or ``name`` in :data:`EVAL_SETS` (``real-right`` is held out for independent checks)."""
+    from .data import CHESSBOARD_9X6, build_real_set, generate_split, load_coco
+
+    if coco is None and name == "synthetic-test":
+        images, kps = generate_split("test", 500)
+        return list(images), kps, CHESSBOARD_9X6.symmetries
+    if coco is None:
+        if name not in EVAL_SETS:
+            raise ValueError(f"unknown evaluation set {name!r}; choose one of {', '.join(EVAL_SETS)}")
+        if name == "real-right":
+            print("note: right* photos are reserved for independent checks; never tune on them", file=sys.stderr)
+        coco = build_real_set(name.split("-")[1])
+    records, _, symmetries = load_coco(coco)
+    return [r.load() for r in records], np.stack([r.keypoints for r in records]), symmetries

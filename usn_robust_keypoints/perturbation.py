@@ -43,6 +43,15 @@ class PerturbationBox:
         """(c_max, b_max)."""
         return (1.0 + self.alpha, self.beta)
 
+    @property
+    def limits(self) -> tuple[float, float, float, float]:
+        """``(c_lo, c_hi, b_lo, b_hi)``: the row layout of the certifier's sub-box tensors."""
+        return (1.0 - self.alpha, 1.0 + self.alpha, 0.0 - self.beta, self.beta)
+
+    def tensor(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> torch.Tensor:
+        """The box as a ``(4,)`` tensor ``(c_lo, c_hi, b_lo, b_hi)`` (the one way the engine gets it)."""
+        return torch.tensor(self.limits, dtype=dtype, device=device)
+
     def corners(self) -> torch.Tensor:
         """The 4 corners of the box as a (4, 2) tensor of (c, b)."""
         (cl, bl), (cu, bu) = self.lower, self.upper

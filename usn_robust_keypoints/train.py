@@ -8,20 +8,51 @@ same formula the certifier bounds.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from .model import DetectorConfig, HeatmapDetector, resolve_device
+from .model.preprocess import pixels_to_grid
 from .perturbation import PerturbationBox, apply_perturbation
+
+DEFAULT_AUGMENT = PerturbationBox(0.3, 0.15)  # brightness/contrast augmentation of every training loop
+INIT_OVERRIDES = ("zero_mean_stem", "stem_padding", "input_clamp")  # what build_detector may change on --init
+
+
+def build_detector(keypoint_names: list[str], init: str | Path | None = None, **overrides) -> HeatmapDetector:
+    """The detector a training run starts from.
+
+    Without ``init``: a new :class:`HeatmapDetector` of ``DetectorConfig`` defaults with the given
+    ``overrides`` (any ``DetectorConfig`` field; ``None`` values are ignored) and one heatmap per
+    name. With ``init``: the checkpoint's detector and weights (its architecture and keypoints are
+    kept), with only :data:`INIT_OVERRIDES` allowed to change; the new config is validated and the
+    architecture's constraints (``zero_mean_stem``) are applied to the loaded weights."""
+    from .model import load_detector
+
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if init is None:
+        return HeatmapDetector(DetectorConfig(num_keypoints=len(keypoint_names), keypoint_names=list(keypoint_names),
+                                              **overrides))
+    fixed = sorted(set(overrides) - set(INIT_OVERRIDES))
+    if fixed:
+        raise ValueError(f"the architecture of {init} is kept when fine-tuning; cannot change {', '.join(fixed)}")
+    start, _ = load_detector(init)
+    model = HeatmapDetector(replace(start.config, **overrides))
+    model.load_state_dict(start.state_dict())
+    model.apply_constraints()
+    return model
+
 
 def heatmap_targets(keypoints: torch.Tensor, config: DetectorConfig, sigma: float = 1.0) -> torch.Tensor:
     """Gaussian targets (N, K, h, w) for keypoints (N, K, 2) given in network-input pixels.
     Keypoints with a NaN coordinate get an all-zero target."""
     h, w = config.heatmap_size
     s = config.output_stride
-    cells = (keypoints + 0.5) / s - 0.5  # input px -> heatmap cell coordinates
+    cells = pixels_to_grid(keypoints, s)  # input px -> heatmap cell coordinates
     ys = torch.arange(h, dtype=keypoints.dtype, device=keypoints.device).view(1, 1, h, 1)
     xs = torch.arange(w, dtype=keypoints.dtype, device=keypoints.device).view(1, 1, 1, w)
     d2 = (xs - cells[..., 0, None, None]) ** 2 + (ys - cells[..., 1, None, None]) ** 2
@@ -60,7 +91,7 @@ def check_teacher(teacher: HeatmapDetector, config: DetectorConfig) -> None:
 
 def train_detector(model: HeatmapDetector, images: np.ndarray, keypoints: np.ndarray, *, steps: int,
                    batch_size: int = 32, lr: float = 2e-3, weight_decay: float = 1e-4, seed: int = 0,
-                   device: str = "auto", augment: PerturbationBox | None = PerturbationBox(0.3, 0.15),
+                   device: str = "auto", augment: PerturbationBox | None = DEFAULT_AUGMENT,
                    extra_loss: Callable[[HeatmapDetector], torch.Tensor] | None = None,
                    after_step: Callable[[HeatmapDetector, float], None] | None = None,
                    teacher: HeatmapDetector | None = None, distill_weight: float = 0.0,

@@ -1,9 +1,11 @@
 """Certification of keypoints against brightness/contrast changes (no ROS import)."""
 
-from .api import BACKENDS, certify
+from ..perturbation import PerturbationBox
+from .api import certify
 from .batch import certify_batch, worst_margins
 from .bounds import Forms, bound_layers, propagate
+from .request import BACKENDS, CertifyOptions, validate_request
 from .results import FrameCertificate, KeypointCertificate, Status
 
-__all__ = ["BACKENDS", "FrameCertificate", "Forms", "KeypointCertificate", "Status", "bound_layers",
-           "certify", "certify_batch", "propagate", "worst_margins"]
+__all__ = ["BACKENDS", "CertifyOptions", "FrameCertificate", "Forms", "KeypointCertificate", "PerturbationBox",
+           "Status", "bound_layers", "certify", "certify_batch", "propagate", "validate_request", "worst_margins"]

@@ -23,50 +23,62 @@ import numpy as np
 import torch
 
 from ..model.keypoint_model import KeypointModel
+from ..model.preprocess import cell_centers, decode_heatmaps, validate_frame
 from ..perturbation import PerturbationBox
 from .native import FrameContext, frame_context, new_job, solve
+from .request import BACKENDS, CertifyOptions, validate_request
 from .results import FrameCertificate, KeypointCertificate, Status
 
-BACKENDS = ("native", "auto_lirpa")
+__all__ = ["BACKENDS", "CertifyOptions", "MAX_DEPTH", "certify", "validate_request"]
+
 MAX_DEPTH = 5  # at most 4**5 sub-boxes per keypoint for a 2-D box
 MARGIN_DEPTH = 3  # at most 2**3 sub-boxes per bisection step of a 1-D margin
 MARGIN_STEPS = 4
 MARGIN_CAP = 0.5  # largest beta* / alpha* searched
+_OPTION_NAMES = tuple(CertifyOptions.__dataclass_fields__)
 
 
-def validate_request(image: np.ndarray, alpha: float, beta: float, radius: float, backend: str,
-                     budget_ms: float | None) -> None:
-    """Raise ``ValueError`` with a clear message for a bad certification request."""
-    if not isinstance(image, np.ndarray):
-        raise ValueError(f"image must be a numpy array, got {type(image).__name__}")
-    if image.dtype.kind == "f" and np.isnan(image).any():
+def _validate_image(image: np.ndarray) -> None:
+    """Raise ``ValueError`` for an image :func:`certify` cannot take (NaN named first, then :func:`validate_frame`)."""
+    if isinstance(image, np.ndarray) and image.dtype.kind == "f" and np.isnan(image).any():
         raise ValueError("image contains NaN (and must be uint8 anyway)")
-    if image.dtype != np.uint8:
-        raise ValueError(f"image must be uint8 (gray or BGR), got dtype {image.dtype}")
-    PerturbationBox(alpha, beta)  # alpha/beta finite, >= 0, alpha < 1
-    if not isinstance(radius, (int, float)) or not math.isfinite(radius) or radius < 0:
-        raise ValueError(f"radius must be a finite number >= 0 (frame pixels), got {radius!r}")
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if budget_ms is not None and not (budget_ms >= 0):
-        raise ValueError(f"budget_ms must be >= 0 or None, got {budget_ms!r}")
+    validate_frame(image)
 
 
-def certify(model: KeypointModel, image: np.ndarray, alpha: float = 0.02, beta: float = 0.02,
-            radius: float = 4.0, backend: str = "native", budget_ms: float | None = None,
-            margins: bool = True, method: str = "CROWN", max_depth: int | None = None,
-            backward: bool = True, thorough: bool = False) -> FrameCertificate:
+def _resolve(alpha: float | None, beta: float | None, box: PerturbationBox | None, options: CertifyOptions | None,
+             knobs: dict) -> tuple[PerturbationBox, CertifyOptions]:
+    """The box and options of a call in either form (``box=``/``options=`` or the keywords)."""
+    if box is not None and (alpha is not None or beta is not None):
+        raise ValueError("give the box either as box=PerturbationBox(...) or as alpha=/beta=, not both")
+    if box is None:
+        d = PerturbationBox()
+        box = (d.alpha if alpha is None else alpha, d.beta if beta is None else beta)
+    given = {k: v for k, v in knobs.items() if v is not None}
+    if options is not None and given:
+        raise ValueError(f"give the engine settings either as options=CertifyOptions(...) or as keywords "
+                         f"({', '.join(given)}), not both")
+    return box, options if options is not None else CertifyOptions(**given)
+
+
+def certify(model: KeypointModel, image: np.ndarray, alpha: float | None = None, beta: float | None = None,
+            radius: float = 4.0, backend: str = "native", budget_ms: float | None = None, *,
+            box: PerturbationBox | None = None, options: CertifyOptions | None = None,
+            margins: bool | None = None, method: str | None = None, max_depth: int | None = None,
+            backward: bool | None = None, thorough: bool | None = None) -> FrameCertificate:
     """Certify every keypoint of ``image`` (uint8 gray/BGR, any size) against
-    ``clip(c*x + b, 0, 1)``, ``c in [1-alpha, 1+alpha]``, ``b in [-beta, beta]`` at ``radius``
-    frame pixels. ``budget_ms`` bounds the time (undecided keypoints become ``UNKNOWN``);
-    ``margins=False`` skips the beta*/alpha* bisection. ``method`` selects the auto_LiRPA
-    method (IBP, CROWN, alpha-CROWN) for ``backend="auto_lirpa"``; ``max_depth`` caps the native
-    box splitting (0 = one bound pass over the whole box; default :data:`MAX_DEPTH`); ``backward=False``
-    disables the backward refinement of undecided spec rows (forward bounds + splitting only).
-    ``thorough=True`` keeps splitting every failing sub-box down to ``max_depth`` instead of giving
-    up on keypoints that look hopeless after one split or need more than ``native.MAX_LEAVES`` sub-boxes: for offline
-    evaluation at large boxes (seconds per frame; use a small ``max_depth``)."""
-    validate_request(image, alpha, beta, radius, backend, budget_ms)
+    ``clip(c*x + b, 0, 1)`` over ``box`` (``c in [1-alpha, 1+alpha]``, ``b in [-beta, beta]``; default
+    ``PerturbationBox()``, alpha = beta = 0.02) at ``radius`` frame pixels. ``budget_ms`` bounds the
+    time (undecided keypoints become ``UNKNOWN``). The request rules are :func:`.request.validate_request`.
+
+    ``options`` (:class:`.request.CertifyOptions`) holds the engine settings experiments change
+    (``margins``, ``method``, ``max_depth``, ``backward``, ``thorough``). The keyword form
+    ``certify(model, image, alpha, beta, radius, margins=False, ...)`` is the same call."""
+    box, options = _resolve(alpha, beta, box, options, dict(margins=margins, method=method, max_depth=max_depth,
+                                                            backward=backward, thorough=thorough))
+    _validate_image(image)
+    box = validate_request(box, radius, backend, budget_ms)
+    alpha, beta = box.alpha, box.beta
+    margins, method, max_depth, backward, thorough = (getattr(options, k) for k in _OPTION_NAMES)
     t0 = time.perf_counter()
     deadline = math.inf if budget_ms is None else t0 + budget_ms / 1000.0
     x0, geo = model.preprocess(image)
@@ -78,7 +90,7 @@ def certify(model: KeypointModel, image: np.ndarray, alpha: float = 0.02, beta: 
         rstar, states, times = certify_lirpa(ctx, alpha, beta, radius, method)
         beta_star = alpha_star = [math.nan] * len(names)
     else:
-        rstar, states, times = _certify_box(ctx, (1 - alpha, 1 + alpha, -beta, beta), radius, deadline,
+        rstar, states, times = _certify_box(ctx, box, radius, deadline,
                                            MAX_DEPTH if max_depth is None else max_depth, backward, thorough)
         beta_star = alpha_star = [math.nan] * len(names)
         if margins:
@@ -86,8 +98,7 @@ def certify(model: KeypointModel, image: np.ndarray, alpha: float = 0.02, beta: 
             beta_star = _bisect(ctx, radius, deadline, [beta if p else 0.0 for p in proven], "beta")
             alpha_star = _bisect(ctx, radius, deadline, [alpha if p else 0.0 for p in proven], "alpha")
     hm_scores = _scores(ctx)
-    xy = geo.input_to_frame(np.stack([(ctx.cells[:, 1] + 0.5) * ctx.plan.stride - 0.5,
-                                      (ctx.cells[:, 0] + 0.5) * ctx.plan.stride - 0.5], axis=1))
+    xy = geo.input_to_frame(cell_centers(ctx.cells[:, 0], ctx.cells[:, 1], ctx.plan.stride))
     kps = [KeypointCertificate(index=k, name=names[k], x=float(xy[k, 0]), y=float(xy[k, 1]),
                                score=float(hm_scores[k]), status=_status(states[k]), radius=float(radius),
                                certified_radius=rstar[k], beta_star=beta_star[k], alpha_star=alpha_star[k],
@@ -100,19 +111,19 @@ def certify(model: KeypointModel, image: np.ndarray, alpha: float = 0.02, beta: 
 
 def _scores(ctx: FrameContext) -> np.ndarray:
     with torch.no_grad():
-        hm = ctx.detector(ctx.x0)[0].flatten(1)
-    return hm.max(dim=1).values.cpu().numpy()
+        hm = ctx.detector(ctx.x0)[0]
+    return decode_heatmaps(hm)[2].cpu().numpy()
 
 
 def _status(state: str) -> Status:
     return {"proven": Status.CERTIFIED, "unknown": Status.UNKNOWN}.get(state, Status.NOT_CERTIFIED)
 
 
-def _certify_box(ctx: FrameContext, box: tuple[float, float, float, float], radius: float, deadline: float,
+def _certify_box(ctx: FrameContext, box: PerturbationBox, radius: float, deadline: float,
                  max_depth: int, backward: bool = True,
                  thorough: bool = False) -> tuple[list[float], list[str], list[float]]:
     """r*, state and seconds per keypoint for one box at one radius."""
-    jobs = [new_job(k, box, radius, ctx.x0.device, ctx.x0.dtype) for k in range(ctx.dist.shape[0])]
+    jobs = [new_job(k, box.limits, radius, ctx.x0.device, ctx.x0.dtype) for k in range(ctx.dist.shape[0])]
     solve(ctx, jobs, deadline, max_depth, backward, thorough)
     return [j.certified_radius for j in jobs], [j.state for j in jobs], [j.time_s for j in jobs]
 
@@ -125,10 +136,10 @@ def _bisect(ctx: FrameContext, radius: float, deadline: float, lo: list[float], 
     tried = [False] * len(lo)
     for _ in range(MARGIN_STEPS):
         mids = [math.sqrt(max(l, 1e-3) * h) if l < h else h for l, h in zip(lo, hi)]
-        boxes = [(1.0, 1.0, -m, m) if which == "beta" else (1.0 - m, 1.0 + m, 0.0, 0.0) for m in mids]
+        boxes = [PerturbationBox(0.0, m) if which == "beta" else PerturbationBox(m, 0.0) for m in mids]
         if time.perf_counter() + ctx.box_seconds * len(set(boxes)) > deadline:
             break  # out of budget, or the first bound pass of this step would overrun it
-        jobs = [new_job(k, boxes[k], radius, ctx.x0.device, ctx.x0.dtype) for k in range(len(lo)) if lo[k] < hi[k]]
+        jobs = [new_job(k, boxes[k].limits, radius, ctx.x0.device, ctx.x0.dtype) for k in range(len(lo)) if lo[k] < hi[k]]
         if not jobs:
             break
         solve(ctx, jobs, deadline, MARGIN_DEPTH)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..model.preprocess import FrameGeometry
+from ..perturbation import PerturbationBox
 from .bounds import bound_layers, concrete_min, propagate
 from .api import MAX_DEPTH, _certify_box
 from .native import frame_context
@@ -33,7 +34,7 @@ def certify_batch(detector: nn.Module, x: torch.Tensor, alpha: float, beta: floa
     h, w = x.shape[-2:]
     geo = FrameGeometry(w, h, w, h)
     out: dict[str, list] = {"certified": [], "certified_radius": [], "refuted": [], "unknown": [], "cells": []}
-    box = (1.0 - alpha, 1.0 + alpha, -beta, beta)
+    box = PerturbationBox(alpha, beta)
     for i in range(x.shape[0]):
         deadline = math.inf if budget_ms is None else time.perf_counter() + budget_ms / 1000.0
         ctx = frame_context(detector, x[i:i + 1], geo)

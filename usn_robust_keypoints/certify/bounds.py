@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..model.detector import fold_conv_bn
 
 
 @dataclass
@@ -300,13 +301,9 @@ def bound_layers(net: nn.Module, differentiable: bool = False) -> list:
             if m.padding_mode not in ("zeros", "replicate") or isinstance(m.padding, str):
                 raise ValueError(f"unsupported Conv2d padding {m.padding!r}/{m.padding_mode!r} "
                                  f"(zeros or replicate, int only)")
-            w, b = m.weight, m.bias
-            if i + 1 < len(mods) and isinstance(mods[i + 1], nn.BatchNorm2d):
-                bn = mods[i + 1]
-                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-                w = w * scale.view(-1, 1, 1, 1)
-                b = ((b if b is not None else torch.zeros_like(bn.running_mean)) - bn.running_mean) * scale + bn.bias
-                i += 1
+            bn = mods[i + 1] if i + 1 < len(mods) and isinstance(mods[i + 1], nn.BatchNorm2d) else None
+            w, b = fold_conv_bn(m, bn)
+            i += bn is not None
             if not differentiable:
                 w, b = w.detach(), (b.detach() if b is not None else None)
             layers.append(FoldedConv(w, b, m.stride, m.padding, m.dilation, m.groups, m.padding_mode))

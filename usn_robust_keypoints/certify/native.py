@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..model.preprocess import FrameGeometry
+from ..model.preprocess import FrameGeometry, decode_heatmaps
 from ..perturbation import apply_perturbation
 from .bounds import FoldedConv, bound_layers, net_input_clamp, propagate
 from .backward import backward_margins
@@ -167,8 +167,8 @@ def frame_context(detector: nn.Module, x0: torch.Tensor, geometry: FrameGeometry
     with torch.no_grad():
         hm = detector(x0)[0]  # (K, h, w): the same network and decoding as predict
     k, h, w = hm.shape
-    idx = hm.flatten(1).argmax(dim=1).cpu().numpy()
-    cells = np.stack([idx // w, idx % w], axis=1)
+    rows, cols, _ = decode_heatmaps(hm)
+    cells = np.stack([rows.cpu().numpy(), cols.cpu().numpy()], axis=1)
     dist = np.stack([cell_distances(geometry, plan.stride, (h, w), tuple(c)) for c in cells])
     tol = SAFETY * (1.0 + float(hm.abs().max()))
     return FrameContext(plan, detector, x0, cells, torch.as_tensor(dist, dtype=x0.dtype, device=x0.device),
@@ -435,11 +435,3 @@ def _sample_points(boxes: torch.Tensor) -> torch.Tensor:
 
 def new_job(k: int, box: tuple[float, float, float, float], radius: float, device, dtype) -> _Job:
     return _Job(k, torch.tensor(box, dtype=dtype, device=device), float(radius))
-
-
-def max_radius(ctx: FrameContext, k: int) -> float:
-    """The largest cell distance of keypoint ``k`` (any radius above it is trivially true)."""
-    return float(ctx.dist[k].max())
-
-
-

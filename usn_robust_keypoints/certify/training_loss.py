@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..model.preprocess import pixels_to_grid
 from .batch import worst_margins
 
 
@@ -70,7 +71,7 @@ def keypoint_cells(keypoints: torch.Tensor, stride: int, heatmap_size: tuple[int
     whose centre is nearest, as the Gaussian target's peak) and a validity mask ``(N, K)`` (finite
     and inside the heatmap)."""
     h, w = heatmap_size
-    cell_xy = torch.round((keypoints + 0.5) / stride - 0.5)
+    cell_xy = torch.round(pixels_to_grid(keypoints, stride))
     valid = torch.isfinite(cell_xy).all(-1)
     cell_xy = torch.nan_to_num(cell_xy, nan=-1.0)
     valid &= (cell_xy[..., 0] >= 0) & (cell_xy[..., 0] < w) & (cell_xy[..., 1] >= 0) & (cell_xy[..., 1] < h)
@@ -166,17 +167,7 @@ class RobustnessTerm:
                 "proven_fraction": float(np.mean(h.proven[-last:])) if h.proven else None}
 
 
-def robust_config(args) -> RobustConfig | None:
-    """The config of the ``--robust-*`` CLI options (None when ``--robust-kappa`` is 0)."""
-    if not args.robust_kappa > 0:
-        return None
-    return RobustConfig(kappa=args.robust_kappa, eps=args.robust_eps, ramp=args.robust_ramp, batch=args.robust_batch,
-                        radius=args.robust_radius, form=args.robust_form, splits=args.robust_splits,
-                        sub_eps=args.robust_sub_eps)
-
-
-def robust_term(args, images: np.ndarray, keypoints: np.ndarray, steps: int) -> RobustnessTerm | None:
-    """The term for the ``--robust-*`` options of ``usn-keypoints train`` / ``prune`` (None when
-    ``--robust-kappa`` is 0)."""
-    cfg = robust_config(args)
-    return None if cfg is None else RobustnessTerm(images, keypoints, cfg, steps, seed=args.seed)
+def robust_term(config: RobustConfig | None, images: np.ndarray, keypoints: np.ndarray, steps: int,
+                seed: int = 0) -> RobustnessTerm | None:
+    """The term of ``config`` over ``steps`` training steps (None when ``config`` is None, i.e. off)."""
+    return None if config is None else RobustnessTerm(images, keypoints, config, steps, seed=seed)

@@ -145,21 +145,31 @@ class HeatmapDetector(nn.Module):
         self.config.channels = [c.out_channels for c in convs[:-1]]
 
 
+def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Weight and bias of ``conv`` followed by ``bn`` in eval form (running statistics) as one conv;
+    ``bn=None``: the conv's own. Keeps the autograd graph to the parameters (detach for a copy)."""
+    w, b = conv.weight, conv.bias
+    if bn is None:
+        return w, b
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    b = ((b if b is not None else torch.zeros_like(bn.running_mean)) - bn.running_mean) * scale + bn.bias
+    return w * scale.view(-1, 1, 1, 1), b
+
+
 def fold_batchnorm(model: nn.Sequential) -> nn.Sequential:
-    """Return an eval-mode copy of ``model`` with every BatchNorm2d folded into the Conv2d before it."""
+    """Return an eval-mode copy of ``model`` with every BatchNorm2d folded into the Conv2d before it
+    (:func:`fold_conv_bn`)."""
     out: list[nn.Module] = []
     mods = list(model)
     i = 0
     while i < len(mods):
         m = mods[i]
         if isinstance(m, nn.Conv2d) and i + 1 < len(mods) and isinstance(mods[i + 1], nn.BatchNorm2d):
-            bn = mods[i + 1]
-            scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+            w, b = fold_conv_bn(m, mods[i + 1])
             conv = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
                              m.dilation, m.groups, bias=True, padding_mode=m.padding_mode)
-            conv.weight.data = m.weight.detach() * scale.view(-1, 1, 1, 1)
-            bias = m.bias.detach() if m.bias is not None else torch.zeros_like(bn.running_mean)
-            conv.bias.data = (bias - bn.running_mean) * scale + bn.bias.detach()
+            conv.weight.data = w.detach().clone()
+            conv.bias.data = b.detach().clone()
             out.append(conv)
             i += 2
         else:

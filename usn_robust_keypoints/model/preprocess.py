@@ -3,6 +3,9 @@
 A frame (H, W) uint8 gray or (H, W, 3) uint8 BGR of any size is converted to gray, resized
 (``cv2.INTER_AREA``, aspect not preserved) to the model's ``input_width x input_height`` and
 scaled to [0, 1]. Pixel coordinates follow OpenCV: the centre of pixel (0, 0) is (0.0, 0.0).
+The same convention holds on every grid (frame pixels, input pixels, heatmap cells): a cell
+``scale`` pixels wide has its centre at ``(v + 0.5) * scale - 0.5`` (:func:`grid_to_pixels`,
+inverse :func:`pixels_to_grid`); every conversion in the package goes through these two.
 """
 
 from __future__ import annotations
@@ -32,17 +35,28 @@ class FrameGeometry:
         """Map (..., 2) input-pixel coordinates to frame pixels."""
         sx, sy = self.scale
         out = np.asarray(xy, dtype=np.float64).copy()
-        out[..., 0] = (out[..., 0] + 0.5) * sx - 0.5
-        out[..., 1] = (out[..., 1] + 0.5) * sy - 0.5
+        out[..., 0] = grid_to_pixels(out[..., 0], sx)
+        out[..., 1] = grid_to_pixels(out[..., 1], sy)
         return out
 
     def frame_to_input(self, xy: np.ndarray) -> np.ndarray:
         """Map (..., 2) frame-pixel coordinates to input pixels."""
         sx, sy = self.scale
         out = np.asarray(xy, dtype=np.float64).copy()
-        out[..., 0] = (out[..., 0] + 0.5) / sx - 0.5
-        out[..., 1] = (out[..., 1] + 0.5) / sy - 0.5
+        out[..., 0] = pixels_to_grid(out[..., 0], sx)
+        out[..., 1] = pixels_to_grid(out[..., 1], sy)
         return out
+
+
+def grid_to_pixels(v, scale: float):
+    """Pixel coordinate of grid coordinate ``v`` on a grid whose cells are ``scale`` pixels wide
+    (cell centres map to cell centres); numpy arrays, tensors and floats alike."""
+    return (v + 0.5) * scale - 0.5
+
+
+def pixels_to_grid(v, scale: float):
+    """Inverse of :func:`grid_to_pixels`: grid coordinate of pixel coordinate ``v``."""
+    return (v + 0.5) / scale - 0.5
 
 
 def validate_frame(image: np.ndarray) -> None:
@@ -90,7 +104,7 @@ def cell_centers(rows: np.ndarray, cols: np.ndarray, stride: int) -> np.ndarray:
     """Input-pixel (x, y) of the centre of heatmap cells (row, col) at output ``stride``."""
     rows = np.asarray(rows, dtype=np.float64)
     cols = np.asarray(cols, dtype=np.float64)
-    return np.stack([(cols + 0.5) * stride - 0.5, (rows + 0.5) * stride - 0.5], axis=-1)
+    return np.stack([grid_to_pixels(cols, stride), grid_to_pixels(rows, stride)], axis=-1)
 
 
 def decode_heatmaps(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

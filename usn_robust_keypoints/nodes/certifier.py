@@ -13,7 +13,6 @@ at run time; invalid values are refused with a reason.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 from usn_robust_keypoints_msgs.msg import CertifiedKeypoints
 
-from ..certify import BACKENDS, certify
+from ..certify import certify, validate_request
 from .diagnostics import DiagnosticsPublisher, FrameCounters
 from .image_conversion import ImageConversionError, to_detector_frame
 from .messages import certificate_to_msg
@@ -47,17 +46,10 @@ class CertifierSettings:
     margins: bool = True
 
     def validate(self) -> None:
-        """Raise ``ValueError`` with the reason when a value is out of range."""
-        if not (math.isfinite(self.alpha) and 0.0 <= self.alpha < 1.0):
-            raise ValueError(f"alpha must be in [0, 1), got {self.alpha}")
-        if not (math.isfinite(self.beta) and 0.0 <= self.beta <= 1.0):
-            raise ValueError(f"beta must be in [0, 1], got {self.beta}")
-        if not (math.isfinite(self.radius) and self.radius > 0.0):
-            raise ValueError(f"radius must be > 0 px, got {self.radius}")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
-        if not (math.isfinite(self.budget_ms) and self.budget_ms >= 0.0):
-            raise ValueError(f"budget_ms must be >= 0 (0 = no budget), got {self.budget_ms}")
+        """Raise ``ValueError`` with the reason when a value is out of range (the rules of
+        :func:`usn_robust_keypoints.certify.validate_request`; ``budget_ms`` 0 = no budget)."""
+        validate_request((self.alpha, self.beta), self.radius, self.backend,
+                         None if self.budget_ms == 0 else self.budget_ms)
 
 
 def remaining_budget_ms(budget_ms: float, waited_ms: float) -> float | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .annotate import draw_certificate
+from ..draw import draw_certificate
 from .messages import msg_to_certificate
 from .monitor import PipelineMonitor, stamp_ns
 from .pipeline import running_pipeline

@@ -17,7 +17,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 from usn_robust_keypoints_msgs.msg import KeypointArray
 
-from .annotate import draw_keypoints
+from ..draw import draw_keypoints
 from .diagnostics import DiagnosticsPublisher, FrameCounters
 from .image_conversion import ImageConversionError, cv2_to_imgmsg, to_detector_frame
 from .messages import prediction_to_msg

@@ -22,7 +22,8 @@ The same global allocation rule (surgery.select_channels) applies to every crite
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -31,10 +32,10 @@ from tqdm import tqdm
 
 from ..model.detector import HeatmapDetector
 from ..perturbation import PerturbationBox
-from ..train import heatmap_targets, task_loss, train_detector
+from ..train import DEFAULT_AUGMENT, heatmap_targets, task_loss, train_detector
 from .baselines import BASELINES, accumulate_gradients, baseline_importance
 from .surgery import UsnImportance, channel_importance, count_hidden_channels, dependency_graph, remove_channels, select_channels
-from .usn import UsnConfig, hidden_convs, usn_scores
+from .usn import LayerScores, UsnConfig, hidden_convs, usn_scores
 from .wasserstein import VARIANTS, wasserstein_loss
 
 METHODS = ("usn",) + BASELINES
@@ -47,8 +48,8 @@ class ScheduleConfig:
     method: str = "usn"
     targets: tuple[float, ...] = (0.5,)
     round_fraction: float = 0.125
-    steps_per_round: int = 40
-    recovery_steps: int = 80
+    steps_per_round: int = 30
+    recovery_steps: int = 60
     wasserstein: float = 0.0
     w_variant: str = "assigned"
     w_lr: float = 1.0
@@ -101,7 +102,7 @@ def trajectory_steps(detector: HeatmapDetector, config: ScheduleConfig) -> int:
 
 def fine_tune(model: HeatmapDetector, images: np.ndarray, keypoints: np.ndarray, steps: int, batch_size: int,
               lr: float, seed: int, gate_loss=None, w_lr: float = 1.0, weight_decay: float = 1e-4,
-              augment: PerturbationBox = PerturbationBox(0.3, 0.15), progress: bool = True,
+              augment: PerturbationBox = DEFAULT_AUGMENT, progress: bool = True,
               desc: str = "fine-tune", extra_loss=None) -> list[float]:
     """Fine-tune ``model`` in place with :func:`train.train_detector` on the model's device. If
     ``gate_loss(model)`` is given, each step is followed by
@@ -127,16 +128,25 @@ def fine_tune(model: HeatmapDetector, images: np.ndarray, keypoints: np.ndarray,
                           desc=desc, leave=False)
 
 
-class _Criterion:
-    """Builds the Torch-Pruning importance of a method for the current model."""
+def calibration_set(images: np.ndarray, keypoints: np.ndarray, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``n`` calibration inputs ``(n, 1, h, w)`` in [0, 1] and their keypoints ``(n, K, 2)`` that
+    every data-driven criterion (USN, Taylor) scores on: a permutation of the training images
+    seeded by ``seed`` (not the first ``n``, which may all be alike)."""
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(images), generator=gen)[:n].numpy()
+    calib = torch.from_numpy(images[idx]).float().div(255.0).unsqueeze(1)
+    return calib, torch.from_numpy(np.asarray(keypoints[idx], np.float32))
 
-    def __init__(self, cfg: ScheduleConfig, images: np.ndarray, keypoints: np.ndarray) -> None:
+
+class _Criterion:
+    """Builds the Torch-Pruning importance of a method for the current model; ``on_scores(round,
+    scores, usn_config)`` sees the USN scores of every round (the ones that prune) and their settings."""
+
+    def __init__(self, cfg: ScheduleConfig, images: np.ndarray, keypoints: np.ndarray,
+                 on_scores: Callable[[int, list[LayerScores], UsnConfig], None] | None = None) -> None:
         self.cfg = cfg
-        gen = torch.Generator().manual_seed(cfg.seed)
-        idx = torch.randperm(len(images), generator=gen)
-        calib = idx[: cfg.calib_images]
-        self.calib = torch.from_numpy(images[calib.numpy()]).float().div(255.0).unsqueeze(1)
-        self.calib_kp = torch.from_numpy(np.asarray(keypoints[calib.numpy()], np.float32))
+        self.calib, self.calib_kp = calibration_set(images, keypoints, cfg.calib_images, cfg.seed)
+        self.on_scores = on_scores
         self.rounds = 0
 
     def __call__(self, model: HeatmapDetector) -> tp.importance.Importance:
@@ -144,14 +154,21 @@ class _Criterion:
         self.rounds += 1
         dev = next(model.parameters()).device
         if cfg.method == "usn":
-            ucfg = UsnConfig(**{**asdict(cfg.usn), "seed": cfg.usn.seed + self.rounds})
-            return UsnImportance.from_layer_scores(model, usn_scores(model, self.calib.to(dev), ucfg))
+            ucfg = self.usn_config()
+            scores = usn_scores(model, self.calib.to(dev), ucfg)
+            if self.on_scores is not None:
+                self.on_scores(self.rounds, scores, ucfg)
+            return UsnImportance.from_layer_scores(model, scores)
         if cfg.method == "taylor":
             bs = max(1, len(self.calib) // cfg.taylor_batches)
             batches = [(self.calib[i : i + bs].to(dev), self.calib_kp[i : i + bs].to(dev))
                        for i in range(0, len(self.calib), bs)][: cfg.taylor_batches]
             accumulate_gradients(model, lambda m, b: task_loss(m(b[0]), heatmap_targets(b[1], m.config)), batches)
         return baseline_importance(cfg.method, seed=cfg.seed * 1000 + self.rounds)
+
+    def usn_config(self) -> UsnConfig:
+        """The USN settings of the current round (a fresh theta seed per round)."""
+        return replace(self.cfg.usn, seed=self.cfg.usn.seed + self.rounds)
 
 
 def _select(model: HeatmapDetector, importance: tp.importance.Importance, n: int, floors: list[int],
@@ -160,11 +177,14 @@ def _select(model: HeatmapDetector, importance: tp.importance.Importance, n: int
 
 
 def progressive_prune(detector: HeatmapDetector, images: np.ndarray, keypoints: np.ndarray,
-                      config: ScheduleConfig, progress: bool = True, extra_loss=None) -> list[PruneResult]:
+                      config: ScheduleConfig, progress: bool = True, extra_loss=None,
+                      on_scores: Callable[[int, list[LayerScores], UsnConfig], None] | None = None) -> list[PruneResult]:
     """Prune a copy of ``detector`` progressively; one :class:`PruneResult` per target sparsity.
 
     ``images`` (N, h, w) uint8 and ``keypoints`` (N, K, 2) (network-input pixels) are the
-    fine-tuning and calibration data (training split only); ``extra_loss`` goes to every fine-tuning."""
+    fine-tuning and calibration data (training split only; calibration: :func:`calibration_set`);
+    ``extra_loss`` goes to every fine-tuning; ``on_scores(round, scores, usn_config)`` (rounds from
+    1) is called with the USN scores each round prunes by and their settings (e.g. to save them)."""
     cfg = config
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -173,7 +193,7 @@ def progressive_prune(detector: HeatmapDetector, images: np.ndarray, keypoints: 
     floors = [max(1, int(round(cfg.min_keep * c.out_channels))) for _, c, _ in hidden_convs(model)]
     plan = round_plan(total, cfg.targets, cfg.round_fraction)
     targets = {int(round(t * total)): t for t in cfg.targets}
-    criterion = _Criterion(cfg, images, keypoints)
+    criterion = _Criterion(cfg, images, keypoints, on_scores)
     bns = lambda m: [bn for _, _, bn in hidden_convs(m)]  # noqa: E731
     removed_so_far, history, results = 0, [], []
     fit = dict(batch_size=cfg.batch_size, lr=cfg.lr, progress=progress, extra_loss=extra_loss)

@@ -118,16 +118,6 @@ def remove_channels(detector: HeatmapDetector, removal: list[list[int]],
     return detector
 
 
-def prune_step(detector: HeatmapDetector, importance: tp.importance.Importance, n_remove: int,
-               min_keep: int | float | list[int] = 0.125, generator: torch.Generator | None = None) -> list[list[int]]:
-    """Score with ``importance``, select ``n_remove`` channels globally, remove them. Returns the
-    removed indices per layer (indices of the layer before removal)."""
-    graph = dependency_graph(detector)
-    removal = select_channels(channel_importance(detector, importance, graph), n_remove, min_keep, generator)
-    remove_channels(detector, removal, graph)
-    return removal
-
-
 def count_hidden_channels(detector: HeatmapDetector) -> int:
     """Total output channels of the hidden conv layers (what channel sparsity is measured on)."""
     return sum(conv.out_channels for _, conv, _ in hidden_convs(detector))

@@ -1,7 +1,7 @@
 """USN scores (Unbiased and Smooth Neuron) per conv output channel.
 
 This is **this project's own definition** (the paper that names the metric publishes no formula
-we could use; see README). For every prunable unit j (a hidden conv output channel) with
+we could use): docs/method.md, section "USN score". For every prunable unit j (a hidden conv output channel) with
 pre-activation ``z_j`` (the BatchNorm output, before the ReLU), calibration images ``x`` and
 perturbation parameters ``theta`` sampled from a :class:`PerturbationBox` (``theta0 = (1, 0)`` is
 the nominal image):
@@ -31,7 +31,7 @@ and, after dividing every term by its layer median (so layers of different scale
     ratio_j = T_j / (B_j + S_j + eps)                      (the pure stability ratio)
     USN_j   = T_j ** (1 - gamma) * ratio_j ** gamma * ((m_F + eps_F) / (F_j + m_F + eps_F)) ** w_relu
 
-``gamma = 1`` is the pure ratio (method.md §4, which collapsed accuracy in the §6b probe);
+``gamma = 1`` is the pure ratio (it collapsed accuracy when pruned by alone: docs/method.md, "USN score");
 ``gamma = 0`` ignores stability; ``w_relu`` weights ReLU stability (``m_F`` = layer median flip
 rate). ``include_bias=False`` drops ``B`` (ablation). Finally USN is divided by its layer median
 again so that one global ranking across layers decides how many units every layer loses.
@@ -174,7 +174,7 @@ def usn_scores(detector: HeatmapDetector, images: torch.Tensor, config: UsnConfi
         from ..certify.bounds import bound_layers, input_clamp, propagate
 
         blayers = bound_layers(detector)
-        whole_box = torch.tensor([[1 - cfg.alpha, 1 + cfg.alpha, -cfg.beta, cfg.beta]])
+        whole_box = box.tensor().view(1, 4)
     try:
         it = range(images.shape[0])
         if progress:
@@ -245,7 +245,7 @@ def save_scores(scores: list[LayerScores], path: str | Path, config: UsnConfig |
     """Write the scores (and the config that produced them) as JSON."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"definition": "usn_robust_keypoints project definition (README, method.md §4)",
+    doc = {"definition": "usn_robust_keypoints project definition (docs/method.md, section 'USN score')",
            "config": asdict(config) if config else None, "layers": [s.to_dict() for s in scores]}
     path.write_text(json.dumps(doc, indent=1))
     return path

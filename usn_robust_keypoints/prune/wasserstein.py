@@ -1,4 +1,5 @@
-"""Wasserstein concentration loss on channel gates (this project's definition, method.md §6).
+"""Wasserstein concentration loss on channel gates (this project's definition: docs/method.md,
+section "Wasserstein concentration").
 
 For one layer with gates ``g = |BN gamma|`` (n channels) and a set of ``m`` channels marked for
 removal, the target multiset ``t`` holds ``m`` zeros and the current (detached) gates of the kept

@@ -1,5 +1,6 @@
 """``usn-keypoints bench-certify``: every available backend/method on the same model, frames and
-boxes in one process; writes a markdown table (certified rate, mean r*, time per frame, ratios)."""
+boxes in one process; writes a markdown table (certified rate, mean r*, time per frame, ratios).
+The bench detector is trained here (and cached): this is an experiment harness, not library code."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 
 from ..model import DetectorConfig, HeatmapDetector, KeypointModel, load_detector, save_checkpoint
-from .api import certify
+from ..certify import CertifyOptions, PerturbationBox, certify
 
 BENCH_CONFIG = DetectorConfig(input_width=64, input_height=48, output_stride=4, stem_width=16, width=32,
                               depth=2, target="chessboard_9x6")
@@ -93,9 +94,8 @@ def run_bench(models: list[tuple[str, KeypointModel, list[np.ndarray]]], radius:
         rstars, times = [], []
         for img in frames:
             t = time.perf_counter()
-            fc = certify(model, img, alpha=eps, beta=eps, radius=radius, backend=backend, margins=False,
-                         method=opts.get("method", "CROWN"), max_depth=opts.get("max_depth"),
-                         backward=opts.get("backward", True))
+            fc = certify(model, img, box=PerturbationBox(eps, eps), radius=radius, backend=backend,
+                         options=CertifyOptions(margins=False, **opts))
             times.append(1000 * (time.perf_counter() - t))
             cert += sum(k.certified for k in fc.keypoints)
             n_unknown += sum(k.status.value == "unknown" for k in fc.keypoints)
@@ -137,16 +137,18 @@ def model_labels(paths: list) -> list[str]:
     return labels
 
 
-def cmd_bench_certify(args) -> int:
-    """CLI handler of ``usn-keypoints bench-certify``."""
-    torch.set_num_threads(args.threads)
+def bench_certify(out: str | Path, frames: int = 8, lirpa_frames: int = 4, radius: float = 4.0,
+                  train_steps: int = 1500, threads: int = 2, models: list[str] | None = None,
+                  epsilons: tuple[float, ...] = EPSILONS) -> str:
+    """Benchmark the bench detector and ``models`` (default: the shipped default model) and write
+    the markdown table to ``out``; returns it."""
+    from ..model import load_model
     from ..weights import default_model_path
 
-    bench = bench_model(steps=args.train_steps)
-    models = [("bench 64×48", bench, bench_frames(bench, args.frames))]
-    from ..model import load_model
-
-    paths = list(args.model or [])
+    torch.set_num_threads(threads)
+    bench = bench_model(steps=train_steps)
+    entries = [("bench 64×48", bench, bench_frames(bench, frames))]
+    paths = list(models or [])
     if not paths:
         try:
             paths = [default_model_path()]
@@ -155,15 +157,11 @@ def cmd_bench_certify(args) -> int:
     for p, label in zip(paths, model_labels(paths)):
         m = load_model(p, device="cpu")
         c = m.config
-        models.append((f"{label} {c.input_width}×{c.input_height}", m, bench_frames(m, args.frames)))
-    epsilons = tuple(args.eps or EPSILONS)
-    rows = run_bench(models, radius=args.radius, epsilons=epsilons, lirpa_frames=args.lirpa_frames)
-    table = markdown_table(rows)
-    head = (f"Certification benchmark: radius {args.radius} px, α=β=ε, {args.frames} synthetic test frames per model "
-            f"(auto_LiRPA on the first {args.lirpa_frames}), torch threads {args.threads}, CPU.\n\n")
-    out = Path(args.out)
+        entries.append((f"{label} {c.input_width}×{c.input_height}", m, bench_frames(m, frames)))
+    rows = run_bench(entries, radius=radius, epsilons=epsilons, lirpa_frames=lirpa_frames)
+    head = (f"Certification benchmark: radius {radius} px, α=β=ε, {frames} synthetic test frames per model "
+            f"(auto_LiRPA on the first {lirpa_frames}), torch threads {threads}, CPU.\n\n")
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(head + table + "\n")
-    print(head + table)
-    print(f"wrote {out}")
-    return 0
+    out.write_text(head + markdown_table(rows) + "\n")
+    return head + markdown_table(rows)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .evaluate import certified_accuracy, evaluate_model, format_rate, paired_test
-from .model import KeypointModel, load_detector
+from ..evaluate import certified_accuracy, evaluate_model, format_rate, paired_test
+from ..model import KeypointModel, load_detector
 
 
 @dataclass
@@ -40,7 +40,7 @@ class TradeoffConfig:
 
 def evaluate_tradeoff(path: str | Path, label: str, cfg: TradeoffConfig, progress: bool = True) -> dict:
     """All metrics of the checkpoint at ``path`` (see the module docstring) as one row."""
-    from .data import CHESSBOARD_9X6, SceneConfig, build_real_set, generate_split, load_coco
+    from ..data import CHESSBOARD_9X6, SceneConfig, build_real_set, generate_split, load_coco
 
     detector, _ = load_detector(path)
     km = KeypointModel(detector.eval(), device="cpu")
@@ -175,25 +175,16 @@ def merge_results(files: list[str | Path], out: str | Path) -> tuple[list[dict],
     return rows, cfg
 
 
-def cmd_tradeoff(args) -> int:
-    """Handler of ``usn-keypoints tradeoff``."""
-    from .weights import DEFAULT_DENSE, shipped_model_path
-
-    if args.merge:
-        rows, cfg = merge_results(args.merge, args.out)
-        print(tradeoff_table(rows, cfg))
-        return 0
-    if args.thorough and args.max_depth is None:
-        raise ValueError("--thorough needs --max-depth (it splits every failing sub-box down to that depth)")
-    paths = args.models or [str(shipped_model_path(DEFAULT_DENSE))]
-    labels = args.labels or [Path(p).stem for p in paths]
-    if len(labels) != len(paths):
-        raise ValueError("--labels needs one label per --models entry")
-    budget_ms = None if args.no_budget else args.budget_ms
-    cfg = TradeoffConfig(eps=tuple(args.eps), frames=args.frames, radius=args.radius, budget_ms=budget_ms,
-                         max_depth=args.max_depth, thorough=args.thorough, threads=args.threads,
-                         first_frame=args.first_frame)
-    rows = run_tradeoff(list(zip(labels, paths)), cfg, args.out)
-    print(tradeoff_table(rows, cfg))
-    print(f"wrote {Path(args.out) / 'results.md'} and {Path(args.out) / 'tradeoff.png'}")
-    return 0
+def pooled_paired(files: list[str | Path]) -> list[str]:
+    """Paired comparison pooled over several ``results.json`` files (e.g. one per seed) with the same
+    row order, each certified on the same keypoints: row i of every file against row 0 of the same
+    file, the per-keypoint outcomes of all files concatenated row by row (:func:`paired_lines`)."""
+    docs = [json.loads(Path(f).read_text()) for f in files]
+    eps = tuple(docs[0]["config"]["eps"])
+    n_rows = len(docs[0]["rows"])
+    if any(len(d["rows"]) != n_rows or tuple(d["config"]["eps"]) != eps for d in docs):
+        raise ValueError("every file needs the same rows and the same ε")
+    pooled = [{"model": docs[0]["rows"][i]["model"],
+               **{f"cert_correct@{e:g}": [x for d in docs for x in d["rows"][i][f"cert_correct@{e:g}"]] for e in eps}}
+              for i in range(n_rows)]
+    return [f"Pooled over {len(docs)} files (labels of the first)."] + paired_lines(pooled, TradeoffConfig(eps=eps))

@@ -5,19 +5,13 @@ budget), keeps each checkpoint once (its first row; the certified outcomes of a 
 depend on the run), and writes a markdown table and a plot of real PCK (``left*``) against
 certified accuracy at each ε, numbered like the table, with the issue's targets as dashed lines.
 
-    .venv/bin/python scripts/certifiability_frontier.py RESULTS.json [...] --out results/certifiability_subbox/frontier
+    usn-keypoints frontier RESULTS.json [...] --out results/certifiability_subbox/frontier
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 REAL_PCK_TARGET = 0.75
 CERT_TARGET = 0.8
@@ -44,13 +38,16 @@ def load_rows(files: list[str]) -> tuple[list[dict], tuple[float, ...], int]:
     return rows, eps, frames
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("results", nargs="+")
-    ap.add_argument("--out", default="results/certifiability_subbox/frontier")
-    args = ap.parse_args()
-    rows, eps, frames = load_rows(args.results)
-    out = Path(args.out)
+def write_frontier(results: list[str], out: str | Path) -> str:
+    """Write ``frontier.md`` and ``frontier.png`` of the ``tradeoff`` files ``results`` to ``out``;
+    returns the table."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, eps, frames = load_rows(results)
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     lines = ["| # | model | checkpoint | PCK@3px synthetic | PCK@3px real left | "
              + " | ".join(f"cert. acc. ε={e:g}" for e in eps) + " |", "|---" * (5 + len(eps)) + "|"]
@@ -77,10 +74,4 @@ def main() -> int:
     fig.tight_layout()
     fig.savefig(out / "frontier.png", dpi=120)
     plt.close(fig)
-    print(head + "\n".join(lines))
-    print(f"wrote {out / 'frontier.md'} and {out / 'frontier.png'}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return head + "\n".join(lines)

@@ -11,7 +11,7 @@ certification time per frame; detector latency (batch 1); parameters and MACs. W
 accuracy) to the output folder.
 
 With ``robust`` set, every fine-tuning of every method adds the same certifiability term (the
-certifier's bounds, :mod:`..certify.training_loss`), and one ablation trajectory runs USN + W
+certifier's bounds, :mod:`usn_robust_keypoints.certify.training_loss`), and one ablation trajectory runs USN + W
 without it (``κ=0``).
 """
 
@@ -34,9 +34,11 @@ from ..certify.training_loss import RobustConfig, RobustnessTerm
 from ..evaluate import format_rate
 from ..model import KeypointModel, load_detector, save_checkpoint
 from ..model.detector import HeatmapDetector
-from .schedule import ScheduleConfig, progressive_prune, trajectory_steps
-from .surgery import count_hidden_channels
-from .usn import UsnConfig
+from ..prune.schedule import ScheduleConfig, progressive_prune, trajectory_steps
+from ..prune.surgery import count_hidden_channels
+from ..prune.usn import UsnConfig
+
+_SCHEDULE = ScheduleConfig()  # the schedule defaults (one source for the experiment and ``prune``)
 
 
 @dataclass
@@ -47,13 +49,13 @@ class ExperimentConfig:
     sparsities: tuple[float, ...] = (0.25, 0.5, 0.75)
     methods: tuple[str, ...] = ("usn", "usn+w", "random", "l1", "bn", "taylor")
     wasserstein: tuple[float, ...] = (1.0,)  # λ of the "+w" rows: one trajectory per value (ablations: the first)
-    w_variant: str = "assigned"
+    w_variant: str = _SCHEDULE.w_variant
     ablations: bool = True  # at the middle sparsity: USN without the bias term (lambda 0 / > 0), W sorted
-    steps_per_round: int = 30
-    recovery_steps: int = 60
-    round_fraction: float = 0.125
-    batch_size: int = 16
-    lr: float = 1e-3
+    steps_per_round: int = _SCHEDULE.steps_per_round
+    recovery_steps: int = _SCHEDULE.recovery_steps
+    round_fraction: float = _SCHEDULE.round_fraction
+    batch_size: int = _SCHEDULE.batch_size
+    lr: float = _SCHEDULE.lr
     train_images: int = 16000
     test_images: int = 500
     cert_frames: int = 16

@@ -1,35 +1,52 @@
-"""CLI handler of ``usn-keypoints certify``: per-keypoint table, summary, JSON and margin plots."""
+"""``usn-keypoints certify``: per-keypoint table, summary, JSON and margin plots."""
 
 from __future__ import annotations
 
-import json
-import math
+import argparse
 from pathlib import Path
 
-import cv2
-import numpy as np
-
-from .results import FrameCertificate, Status
-
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tiff"}
-COLORS = {Status.CERTIFIED: (60, 180, 60), Status.NOT_CERTIFIED: (40, 40, 220), Status.UNKNOWN: (0, 190, 230)}
 
 
-def _frames(args) -> list[tuple[str, np.ndarray]]:
-    if bool(args.images) == bool(args.coco):
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("certify", help="certify keypoints of images against brightness/contrast changes")
+    p.add_argument("--model", default=None, help="checkpoint (default: the shipped default model)")
+    p.add_argument("--images", help="image file or folder")
+    p.add_argument("--coco", help="COCO-keypoints JSON (its images are certified)")
+    p.add_argument("--alpha", type=float, default=0.02, help="contrast c in [1-alpha, 1+alpha]")
+    p.add_argument("--beta", type=float, default=0.02, help="brightness b in [-beta, beta]")
+    p.add_argument("--radius", type=float, default=4.0, help="radius in frame pixels")
+    p.add_argument("--backend", default="native", choices=["native", "auto_lirpa"])
+    p.add_argument("--method", default="CROWN", choices=["IBP", "CROWN", "alpha-CROWN"], help="auto_LiRPA method")
+    p.add_argument("--budget-ms", type=float, default=None, help="time budget per frame (undecided -> unknown)")
+    p.add_argument("--no-margins", action="store_true", help="skip the beta*/alpha* bisection")
+    p.add_argument("--limit", type=int, default=0, help="certify at most this many images (0 = all)")
+    p.add_argument("--json", help="write every per-keypoint result to this JSON file")
+    p.add_argument("--plot", help="PNG with the margins drawn on the image (one file per frame)")
+    p.add_argument("--device", default="cpu", help="auto, cpu or cuda")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.set_defaults(func=run_certify)
+
+
+def read_frames(images: str | None, coco: str | None, limit: int = 0) -> list[tuple[str, "np.ndarray"]]:
+    """(file, uint8 gray/BGR frame) of an image file or folder, or of a COCO file's images."""
+    import cv2
+    import numpy as np
+
+    if bool(images) == bool(coco):
         raise ValueError("give exactly one of --images DIR and --coco JSON")
-    if args.images:
-        d = Path(args.images)
+    if images:
+        d = Path(images)
         files = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if d.is_dir() else [d]
         if not files:
             raise ValueError(f"no images in {d}")
     else:
         from ..data.coco import load_coco
 
-        records, _, _ = load_coco(args.coco)
+        records, _, _ = load_coco(coco)
         files = list(dict.fromkeys(r.file for r in records))
     out = []
-    for f in files[: args.limit] if args.limit else files:
+    for f in files[:limit] if limit else files:
         img = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
         if img is None:
             raise ValueError(f"cannot read image {f}")
@@ -41,45 +58,36 @@ def _frames(args) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def draw_margins(image: np.ndarray, cert: FrameCertificate) -> np.ndarray:
-    """BGR copy of ``image`` with each keypoint, its r* circle (colour = status) and label."""
-    img = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
-    scale = max(1, int(round(480 / max(img.shape[:2]))))
-    img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-    for k in cert.keypoints:
-        c = (int(round((k.x + 0.5) * scale - 0.5)), int(round((k.y + 0.5) * scale - 0.5)))
-        color = COLORS[k.status]
-        cv2.circle(img, c, 2, color, -1)
-        if math.isfinite(k.certified_radius) and k.status is Status.CERTIFIED:
-            cv2.circle(img, c, max(1, int(round(k.certified_radius * scale))), color, 1)
-        cv2.circle(img, c, max(1, int(round(cert.radius * scale))), (200, 200, 200), 1, lineType=cv2.LINE_AA)
-        label = f"{k.name} r*={k.certified_radius:.1f}" + (f" b*={k.beta_star:.3f}" if math.isfinite(k.beta_star) else "")
-        cv2.putText(img, label, (c[0] + 4, c[1] - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.35 * max(1, scale / 2), color, 1)
-    return img
+def run_certify(args: argparse.Namespace) -> int:
+    """Certify every frame, print the table and the summary."""
+    import json
+    import math
 
-
-def cmd_certify(args) -> int:
-    """``usn-keypoints certify``: certify every frame, print the table and the summary."""
+    import cv2
+    import numpy as np
     import torch
     from tqdm import tqdm
 
+    from ..certify import CertifyOptions, certify, validate_request
+    from ..draw import draw_certificate
     from ..model import load_model
-    from .api import certify
 
     torch.set_num_threads(args.threads)
+    box = validate_request((args.alpha, args.beta), args.radius, args.backend, args.budget_ms)  # before any loading
+    options = CertifyOptions(margins=not args.no_margins, method=args.method)
     model = load_model(args.model, device=args.device)
-    frames = _frames(args)
-    certs: list[tuple[str, FrameCertificate]] = []
+    frames = read_frames(args.images, args.coco, args.limit)
+    certs = []
     for name, img in tqdm(frames, desc="certify", unit="frame"):
-        fc = certify(model, img, alpha=args.alpha, beta=args.beta, radius=args.radius, backend=args.backend,
-                     budget_ms=args.budget_ms, margins=not args.no_margins, method=args.method)
+        fc = certify(model, img, box=box, radius=args.radius, backend=args.backend, budget_ms=args.budget_ms,
+                     options=options)
         certs.append((name, fc))
         if args.plot:
             out = Path(args.plot)
             if len(frames) > 1:
                 out = out.with_name(f"{out.stem}_{Path(name).stem}{out.suffix or '.png'}")
             out.parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(out), draw_margins(img, fc))
+            cv2.imwrite(str(out), draw_certificate(img, fc, min_size=480))
     print(f"model {model.path}  α={args.alpha} β={args.beta} radius={args.radius}px backend={args.backend}")
     print(f"{'frame':<28} {'keypoint':<14} {'status':<14} {'r* px':>7} {'β*':>7} {'α*':>7} {'ms':>7}")
     for name, fc in certs:

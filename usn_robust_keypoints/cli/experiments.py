@@ -1,0 +1,194 @@
+"""Experiment and diagnostic subcommands (harnesses in :mod:`usn_robust_keypoints.experiments`):
+``experiment``, ``tradeoff``, ``pooled-paired``, ``bench-certify``, ``certify-timing``,
+``frontier``, ``stream-check``. Options left out keep the harness config's default."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .common import add_robust_args, given, robust_config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("experiment", help="pruning comparison (USN, USN+W, baselines): markdown table + plots")
+    p.add_argument("--out", default="results/pruning", help="results folder")
+    p.add_argument("--model", help="dense checkpoint (default: the shipped dense model)")
+    p.add_argument("--quick", action="store_true", help="tiny smoke run (seconds to minutes)")
+    p.add_argument("--wasserstein", type=float, nargs="+",
+                   help="λ of the USN+W rows (several values: one USN+W trajectory each, a λ sweep; default 1)")
+    p.add_argument("--cert-frames", type=int, help="test frames certified per model")
+    p.add_argument("--max-depth", type=int, help="native θ-box splitting depth (default: certify's)")
+    p.add_argument("--train-images", type=int, help="synthetic training scenes for fine-tuning")
+    p.add_argument("--no-ablations", action="store_true")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=int, help="torch CPU threads (default 1)")
+    p.add_argument("--jobs", type=int, help="pruning trajectories run in parallel processes (default 1)")
+    p.add_argument("--sparsities", type=float, nargs="+", help="target channel sparsities (default 0.25 0.5 0.75)")
+    p.add_argument("--methods", nargs="+",
+                   help="usn usn+w random l1 bn taylor (default: all); a baseline + '+w' (e.g. bn+w) adds the "
+                        "Wasserstein concentration to that criterion's marks")
+    p.add_argument("--steps-per-round", type=int, help="fine-tune steps per pruning round")
+    p.add_argument("--recovery-steps", type=int, help="fine-tune steps at each target sparsity")
+    p.add_argument("--batch-size", type=int, help="fine-tuning batch size (default 16)")
+    p.add_argument("--lr", type=float, help="fine-tuning peak learning rate (default 1e-3)")
+    p.add_argument("--test-images", type=int, help="synthetic test scenes for PCK")
+    p.add_argument("--eps", type=float, nargs="+", help="α = β values of the certified columns")
+    p.add_argument("--beta-grid", type=float, nargs="+", help="ascending β grid of mean β*")
+    p.add_argument("--usn-smoothness", choices=("sampled", "bounds"),
+                   help="USN smoothness term of the USN rows (default: sampled)")
+    p.add_argument("--usn-gamma", type=float, help="USN weight of the stability ratio, 0..1 (default 0.5)")
+    add_robust_args(p)
+    p.set_defaults(func=run_experiment)
+
+    p = sub.add_parser("tradeoff", help="PCK@3px vs certified accuracy of models at several ε: table + PNG")
+    p.add_argument("--models", nargs="+", help="checkpoints (default: the shipped dense model)")
+    p.add_argument("--labels", nargs="+", help="one label per model (default: file stems)")
+    p.add_argument("--out", default="results/certifiability", help="results folder")
+    p.add_argument("--eps", type=float, nargs="+", help="α = β values certified (default 0.02 0.05 0.1)")
+    p.add_argument("--frames", type=int, help="synthetic test scenes certified per ε (default 64)")
+    p.add_argument("--first-frame", type=int,
+                   help="certify test scenes from this index on (a held-out range for a check of a choice)")
+    p.add_argument("--radius", type=float, help="disk radius r in frame px (default 4)")
+    p.add_argument("--budget-ms", type=float, help="certification budget per frame (default 1000)")
+    p.add_argument("--no-budget", action="store_true",
+                   help="no time budget: every keypoint is decided, numbers do not depend on machine load")
+    p.add_argument("--max-depth", type=int, help="native θ-box splitting depth (default: certify's)")
+    p.add_argument("--thorough", action="store_true",
+                   help="split every failing sub-box down to --max-depth (no early give-up; seconds per frame)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default 1)")
+    p.add_argument("--merge", nargs="+", help="only combine these results.json files (same settings) into --out")
+    p.set_defaults(func=run_tradeoff)
+
+    p = sub.add_parser("pooled-paired", help="paired comparison of tradeoff results pooled over files (e.g. seeds)")
+    p.add_argument("files", nargs="+", help="tradeoff results.json files, same row order")
+    p.set_defaults(func=run_pooled_paired)
+
+    p = sub.add_parser("bench-certify", help="benchmark every certification backend/method (markdown table)")
+    p.add_argument("--out", default="results/bench_certify.md")
+    p.add_argument("--frames", type=int, default=8, help="synthetic test frames per model")
+    p.add_argument("--lirpa-frames", type=int, default=4, help="frames for the (slow) auto_LiRPA methods")
+    p.add_argument("--radius", type=float, default=4.0)
+    p.add_argument("--train-steps", type=int, default=1500, help="training steps of the bench detector (cached)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--model", action="append", help="extra checkpoint to benchmark (repeatable; default: the shipped model)")
+    p.add_argument("--eps", type=float, nargs="+", help="α = β boxes to benchmark (default 0.005 0.02 0.05 0.1)")
+    p.set_defaults(func=run_bench_certify)
+
+    p = sub.add_parser("certify-timing", help="certification time per frame of several checkpoints, alternating")
+    p.add_argument("models", nargs="+", help="checkpoints (.safetensors)")
+    p.add_argument("--frames", type=int, default=20, help="synthetic test scenes")
+    p.add_argument("--eps", type=float, default=0.02, help="α = β")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", help="also write the table here")
+    p.set_defaults(func=run_certify_timing)
+
+    p = sub.add_parser("frontier", help="accuracy / certification trade-off of tradeoff results: table + plot")
+    p.add_argument("results", nargs="+", help="tradeoff results.json files decided without a budget")
+    p.add_argument("--out", default="results/certifiability_subbox/frontier", help="results folder")
+    p.set_defaults(func=run_frontier)
+
+    p = sub.add_parser("stream-check", help="certify camera_source's synthetic stream offline (no budget)")
+    p.add_argument("--model", help="checkpoint (default: the shipped certified model)")
+    p.add_argument("--frames", type=int, default=15, help="stream frames (every 4th of the first 4·N)")
+    p.add_argument("--eps", type=float, default=0.02, help="α = β")
+    p.add_argument("--radii", type=float, nargs="+", default=[4.0, 20.0, 40.0], help="radii in frame px")
+    p.set_defaults(func=run_stream_check)
+
+
+def run_experiment(args: argparse.Namespace) -> int:
+    """Run the whole pruning comparison and write the table and plots."""
+    from dataclasses import replace
+
+    from ..experiments.pruning import ExperimentConfig, results_table, run_experiment as run
+
+    kw = given(model=args.model, seed=args.seed, threads=args.threads, jobs=args.jobs, cert_frames=args.cert_frames,
+               max_depth=args.max_depth, train_images=args.train_images, steps_per_round=args.steps_per_round,
+               recovery_steps=args.recovery_steps, batch_size=args.batch_size, lr=args.lr,
+               test_images=args.test_images)
+    for key in ("sparsities", "methods", "eps", "beta_grid", "wasserstein"):
+        if getattr(args, key) is not None:
+            kw[key] = tuple(getattr(args, key))
+    if args.no_ablations:
+        kw["ablations"] = False
+    kw["robust"] = robust_config(args)
+    cfg = ExperimentConfig.quick(**kw) if args.quick else ExperimentConfig(**kw)
+    usn = given(smoothness=args.usn_smoothness, gamma=args.usn_gamma)
+    if not args.quick:
+        usn["seed"] = cfg.seed
+    cfg.usn = replace(cfg.usn, **usn)
+    rows = run(cfg, args.out)
+    print(results_table(rows, cfg))
+    print(f"wrote {Path(args.out) / 'results.md'}")
+    return 0
+
+
+def run_tradeoff(args: argparse.Namespace) -> int:
+    from ..experiments.tradeoff import TradeoffConfig, merge_results, run_tradeoff as run, tradeoff_table
+    from ..weights import DEFAULT_DENSE, shipped_model_path
+
+    if args.merge:
+        rows, cfg = merge_results(args.merge, args.out)
+        print(tradeoff_table(rows, cfg))
+        return 0
+    if args.thorough and args.max_depth is None:
+        raise ValueError("--thorough needs --max-depth (it splits every failing sub-box down to that depth)")
+    paths = args.models or [str(shipped_model_path(DEFAULT_DENSE))]
+    labels = args.labels or [Path(p).stem for p in paths]
+    if len(labels) != len(paths):
+        raise ValueError("--labels needs one label per --models entry")
+    kw = given(frames=args.frames, radius=args.radius, budget_ms=args.budget_ms, max_depth=args.max_depth,
+               threads=args.threads, first_frame=args.first_frame)
+    if args.eps is not None:
+        kw["eps"] = tuple(args.eps)
+    if args.no_budget:
+        kw["budget_ms"] = None
+    cfg = TradeoffConfig(thorough=args.thorough, **kw)
+    rows = run(list(zip(labels, paths)), cfg, args.out)
+    print(tradeoff_table(rows, cfg))
+    print(f"wrote {Path(args.out) / 'results.md'} and {Path(args.out) / 'tradeoff.png'}")
+    return 0
+
+
+def run_pooled_paired(args: argparse.Namespace) -> int:
+    from ..experiments.tradeoff import pooled_paired
+
+    print("\n".join(pooled_paired(args.files)))
+    return 0
+
+
+def run_bench_certify(args: argparse.Namespace) -> int:
+    from ..experiments.bench_certify import EPSILONS, bench_certify
+
+    table = bench_certify(args.out, frames=args.frames, lirpa_frames=args.lirpa_frames, radius=args.radius,
+                          train_steps=args.train_steps, threads=args.threads, models=args.model,
+                          epsilons=tuple(args.eps or EPSILONS))
+    print(table)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def run_certify_timing(args: argparse.Namespace) -> int:
+    from ..experiments.certify_timing import certify_timing
+
+    table = certify_timing(args.models, frames=args.frames, eps=args.eps, threads=args.threads)
+    print(table)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(table + "\n")
+    return 0
+
+
+def run_frontier(args: argparse.Namespace) -> int:
+    from ..experiments.frontier import write_frontier
+
+    print(write_frontier(args.results, args.out))
+    print(f"wrote {Path(args.out) / 'frontier.md'} and {Path(args.out) / 'frontier.png'}")
+    return 0
+
+
+def run_stream_check(args: argparse.Namespace) -> int:
+    from ..experiments.stream_check import stream_check
+
+    print(stream_check(args.model, frames=args.frames, eps=args.eps, radii=tuple(args.radii)))
+    return 0
