@@ -112,7 +112,8 @@ def run(out: Path, steps: int, train_n: int, test_n: int) -> None:
     from usn_robust_keypoints.model.graph import ModelSpec
     from usn_robust_keypoints.model.graph.checkpoint import save_graph_checkpoint
     from usn_robust_keypoints.model.graph.export import export_onnx
-    from usn_robust_keypoints.prune.surgery import UsnImportance, count_hidden_channels, prune_step
+    from usn_robust_keypoints.prune.surgery import (UsnImportance, channel_importance, count_hidden_channels,
+                                                     remove_channels, select_channels)
     from usn_robust_keypoints.prune.usn import usn_scores
     from usn_robust_keypoints.train import to_training_arrays, train_detector
 
@@ -133,8 +134,8 @@ def run(out: Path, steps: int, train_n: int, test_n: int) -> None:
         cert = certified_rate(model, test_frames)
         n0 = count_hidden_channels(model.detector)
         calib = torch.from_numpy(images[:32]).float().div(255.0).unsqueeze(1)
-        prune_step(model.detector, UsnImportance.from_layer_scores(model.detector, usn_scores(model.detector, calib)),
-                   n0 // 4)
+        usn = UsnImportance.from_layer_scores(model.detector, usn_scores(model.detector, calib))
+        remove_channels(model.detector, select_channels(channel_importance(model.detector, usn), n0 // 4))
         train_detector(model.detector, images, kps, steps=steps // 4, batch_size=16, device="cpu", progress=False)
         pck_p = evaluate_model(model, test_frames, test_kps, symmetries, progress=False)
         cert_p = certified_rate(model, test_frames)

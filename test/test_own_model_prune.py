@@ -16,7 +16,8 @@ from usn_robust_keypoints.model.graph.checkpoint import load_graph_checkpoint, s
 from usn_robust_keypoints.model.graph.export import export_onnx
 from usn_robust_keypoints.nodes.model_loading import load_node_model
 from usn_robust_keypoints.prune.baselines import baseline_importance
-from usn_robust_keypoints.prune.surgery import UsnImportance, count_hidden_channels, prune_step
+from usn_robust_keypoints.prune.surgery import (UsnImportance, channel_importance, count_hidden_channels,
+                                                 remove_channels, select_channels)
 from usn_robust_keypoints.prune.usn import hidden_convs, usn_scores
 
 from own_nets import zoo
@@ -41,7 +42,7 @@ def test_prune_save_reload_export(name: str, criterion: str, tmp_path) -> None:
         importance = UsnImportance.from_layer_scores(det, usn_scores(det, x))
     else:
         importance = baseline_importance(criterion)
-    prune_step(det, importance, n0 // 4)
+    remove_channels(det, select_channels(channel_importance(det, importance), n0 // 4))
     assert count_hidden_channels(det) == n0 - n0 // 4
     path = save_graph_checkpoint(det, tmp_path / "pruned", extra={"pruning": criterion})
     reloaded = load_model(path, device="cpu")
@@ -82,3 +83,19 @@ def test_graph_checkpoint_rejects_bad_files(tmp_path) -> None:
         load_graph_checkpoint(tmp_path / "bad_w.safetensors")
     with pytest.raises(ValueError, match="cannot load model"):
         load_node_model(str(tmp_path / "missing.onnx"), "cpu")
+
+
+def test_cli_export_onnx(tmp_path, capsys) -> None:
+    """``usn-keypoints export-onnx`` of an imported-graph checkpoint writes a file that reloads to
+    the same heatmaps; a bad opset is a clear error (exit status 2)."""
+    from usn_robust_keypoints.cli import main
+
+    module, spec = NETS["resnet_downsampling"]
+    ckpt = save_graph_checkpoint(import_module(module, spec), tmp_path / "m.safetensors")
+    assert main(["export-onnx", "--model", str(ckpt), "--out", str(tmp_path / "m.onnx")]) == 0
+    assert "reloaded: max heatmap difference" in capsys.readouterr().out
+    x = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(load_model(tmp_path / "m.onnx").detector(x), load_model(ckpt).detector(x), atol=1e-5)
+    assert main(["export-onnx", "--model", str(ckpt), "--out", str(tmp_path / "o.onnx"), "--opset", "9"]) == 2
+    assert "opset must be >= 11" in capsys.readouterr().err

@@ -83,6 +83,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="also write the table here")
     p.set_defaults(func=run_certify_timing)
 
+    p = sub.add_parser("own-model-speed", help="certification time of the shipped default: native vs imported "
+                                               "nn.Module vs imported ONNX (markdown table)")
+    p.add_argument("--out", default="results/own_model", help="results folder")
+    p.add_argument("--frames", type=int, help="synthetic test frames (default 16)")
+    p.add_argument("--repeats", type=int, help="runs per frame and copy, the best counts (default 2)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default 1)")
+    p.set_defaults(func=run_own_model_speed)
+
     p = sub.add_parser("frontier", help="accuracy / certification trade-off of tradeoff results: table + plot")
     p.add_argument("results", nargs="+", help="tradeoff results.json files decided without a budget")
     p.add_argument("--out", default="results/certifiability_subbox/frontier", help="results folder")
@@ -176,6 +184,14 @@ def run_certify_timing(args: argparse.Namespace) -> int:
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(table + "\n")
+    return 0
+
+
+def run_own_model_speed(args: argparse.Namespace) -> int:
+    from ..experiments.own_model_speed import SpeedConfig, run_speed, table
+
+    print(table(run_speed(SpeedConfig(**given(frames=args.frames, repeats=args.repeats, threads=args.threads)), args.out)))
+    print(f"wrote {Path(args.out) / 'results.md'}")
     return 0
 
 

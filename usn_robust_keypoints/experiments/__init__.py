@@ -7,5 +7,6 @@ subcommand (:mod:`usn_robust_keypoints.cli.experiments`):
 - :mod:`.bench_certify`: ``bench-certify``, every backend/method on the same frames;
 - :mod:`.certify_timing`: ``certify-timing``, the certificate's time per frame of several models;
 - :mod:`.frontier`: ``frontier``, one plot of the accuracy / certification trade-off;
-- :mod:`.stream_check`: ``stream-check``, the synthetic camera stream certified offline.
+- :mod:`.stream_check`: ``stream-check``, the synthetic camera stream certified offline;
+- :mod:`.own_model_speed`: ``own-model-speed``, the shipped default certified as native / imported copies.
 """

@@ -90,12 +90,3 @@ def table(summary: dict) -> str:
     lines += ["", f"Import (torch.fx trace + checks) took {summary['import_seconds']:.2f} s.", ""]
     return "\n".join(lines)
 
-
-if __name__ == "__main__":  # until the CLI subcommand exists: python -m usn_robust_keypoints.experiments.own_model_speed
-    import argparse
-
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="results/own_model")
-    p.add_argument("--frames", type=int, default=16)
-    a = p.parse_args()
-    print(table(run_speed(SpeedConfig(frames=a.frames), a.out)))

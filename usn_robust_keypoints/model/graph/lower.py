@@ -23,10 +23,13 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 from torch import nn
 
 from ...certify.bounds import FoldedConv, GraphLayer, GraphStep, InputClamp, MaxPool, fuse_upsample
+from ..detector import fold_conv_bn
 from .net import GraphDetector, Node
 from .refusal import refusal
 
@@ -45,16 +48,14 @@ def node_shapes(det: GraphDetector) -> dict[str, tuple[int, ...]]:
 
 
 def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    return scale, bn.bias - bn.running_mean * scale
+    """Per-channel (scale, shift) of a batch norm in eval form (:func:`fold_conv_bn` on an identity)."""
+    c = bn.num_features
+    w, b = fold_conv_bn(SimpleNamespace(weight=torch.ones(c, 1, 1, 1, device=bn.weight.device), bias=None), bn)
+    return w.reshape(c), b
 
 
 def _conv_layer(conv: nn.Conv2d, bn: nn.BatchNorm2d | None, differentiable: bool) -> FoldedConv:
-    w, b = conv.weight, conv.bias
-    if bn is not None:
-        scale, shift = _bn_affine(bn)
-        w = w * scale.view(-1, 1, 1, 1)
-        b = (b * scale if b is not None else 0) + shift
+    w, b = fold_conv_bn(conv, bn)
     if not differentiable:
         w, b = w.detach(), (b.detach() if b is not None else None)
     return FoldedConv(w, b, tuple(conv.stride), tuple(conv.padding), tuple(conv.dilation), conv.groups,
@@ -87,11 +88,8 @@ def _conv_transpose_layers(ct: nn.ConvTranspose2d, bn: nn.BatchNorm2d | None, in
     tw = _taps(ct.kernel_size[1], s, ct.padding[1], ct.dilation[1])
     m = max(abs(q) for _, _, q in th + tw)
     cin, cout = ct.in_channels, ct.out_channels
-    w_ct, b = ct.weight, ct.bias
-    if bn is not None:
-        scale, shift = _bn_affine(bn)
-        w_ct = w_ct * scale.view(1, -1, 1, 1)
-        b = (b * scale if b is not None else 0) + shift
+    w_ct, b = fold_conv_bn(SimpleNamespace(weight=ct.weight.transpose(0, 1), bias=ct.bias), bn)
+    w_ct = w_ct.transpose(0, 1)  # (in, out, kh, kw) again
     w = torch.zeros(cout, s, s, cin, 2 * m + 1, 2 * m + 1, dtype=w_ct.dtype, device=w_ct.device)
     for ah, kh, qh in th:
         for aw, kw, qw in tw:

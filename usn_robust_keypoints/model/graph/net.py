@@ -213,3 +213,4 @@ class GraphDetector(nn.Module):
             for i in n.inputs:
                 out[i].append(n)
         return out
+
