@@ -241,7 +241,22 @@ def lower_graph(det: GraphDetector, differentiable: bool = False) -> list:
         k = shapes[det.output][0]
         eye = torch.eye(k).reshape(k, k, 1, 1)
         top.append(FoldedConv(eye, None, (1, 1), (0, 0), (1, 1), 1))
-    return top
+    p = next(iter(det.parameters()), None)
+    return _to(top, p.device if p is not None else torch.device("cpu"))
+
+
+def _to(layers: list, device: torch.device) -> list:
+    """The constant weights made here (pools, normalisation, space-to-depth, identity head) on the
+    network's device (CUDA when the model runs there)."""
+    for m in layers:
+        if isinstance(m, FoldedConv):
+            m.weight = m.weight.to(device)
+            m.bias = m.bias.to(device) if m.bias is not None else None
+        elif isinstance(m, GraphLayer):
+            for st in m.steps:
+                if st.layers:
+                    _to(st.layers, device)
+    return layers
 
 
 def _segment(vnodes: list, input_name: str, shapes: dict, byname: dict) -> list:
