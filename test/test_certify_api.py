@@ -15,6 +15,7 @@ from usn_robust_keypoints import certify
 from usn_robust_keypoints.certify import CertifyOptions, PerturbationBox, Status, validate_request
 from usn_robust_keypoints.certify.bounds import bound_layers
 from usn_robust_keypoints.cli import main
+from usn_robust_keypoints.draw import COLORS
 from usn_robust_keypoints.model import DetectorConfig, HeatmapDetector, KeypointModel, save_checkpoint
 
 torch.set_num_threads(1)
@@ -110,7 +111,10 @@ def test_cli_certify(tmp_path, model, image) -> None:
     assert rc == 0
     doc = json.loads(out.read_text())
     assert doc["summary"]["keypoints"] == CFG.num_keypoints and len(doc["frames"]) == 1
-    assert (tmp_path / "p.png").is_file()
+    plot = cv2.imread(str(tmp_path / "p.png"))
+    assert plot.shape == (360, 480, 3)  # the 40x30 frame upscaled x12 (draw.draw_certificate, min_size 480)
+    statuses = {Status(k["status"]) for f in doc["frames"] for k in f["keypoints"]}
+    assert any((plot == np.array(COLORS[s], np.uint8)).all(axis=-1).any() for s in statuses)  # status colours drawn
     assert main(["certify", "--model", str(ckpt), "--images", str(tmp_path), "--radius", "-1"]) == 2
 
 
@@ -149,8 +153,6 @@ def test_lirpa_backend_sound_and_agrees(model, image, method) -> None:
         ys = (((idx[:, k] // w) + 0.5) * s - 0.5 + 0.5) * geo.scale[1] - 0.5
         d = torch.hypot(xs.double() - a.x, ys.double() - a.y).max()
         assert a.certified_radius >= float(d) - 1e-6
-        if a.certified and b.status is Status.NOT_CERTIFIED:
-            assert b.certified_radius > 6.0  # native never refutes what auto_LiRPA proves
 
 
 def test_bench_certify_keeps_checkpoints_with_the_same_file_name_apart(model, tmp_path):

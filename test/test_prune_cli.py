@@ -167,3 +167,53 @@ def test_experiment_plus_w_rows_for_any_criterion():
 def test_tradeoff_thorough_needs_max_depth(tmp_path, capsys):
     assert main(["tradeoff", "--thorough", "--out", str(tmp_path / "t")]) == 2
     assert "--max-depth" in capsys.readouterr().err
+
+
+def test_pooled_paired_pools_the_files_row_by_row(tmp_path):
+    """``pooled-paired``: the per-keypoint outcomes of every file, concatenated per row, against row 0."""
+    from dataclasses import asdict
+
+    from usn_robust_keypoints.experiments.tradeoff import TradeoffConfig
+
+    cfg = asdict(TradeoffConfig(eps=(0.02,)))
+    files = []
+    for i, (a, b) in enumerate([([1, 0, 1], [0, 0, 1]), ([1, 1], [0, 1])]):
+        rows = [{"model": "base", "cert_correct@0.02": b}, {"model": f"m{i}", "cert_correct@0.02": a}]
+        files.append(tmp_path / f"s{i}.json")
+        files[-1].write_text(json.dumps({"config": cfg, "rows": rows}))
+    assert main(["pooled-paired", *map(str, files)]) == 0
+    from usn_robust_keypoints.experiments.tradeoff import pooled_paired
+
+    lines = pooled_paired(files)
+    assert lines[0] == "Pooled over 2 files (labels of the first)."
+    assert lines[-1] == "- m0: ε=0.02: +2 / −0 (p = 0.5)"  # 5 pooled keypoints, 2 only by the model
+    (tmp_path / "bad.json").write_text(json.dumps({"config": cfg, "rows": []}))
+    with pytest.raises(ValueError):
+        pooled_paired([files[0], tmp_path / "bad.json"])
+
+
+def test_diagnostic_subcommands_write_their_tables(tiny_model, tmp_path, capsys):
+    """box-pass-cost, certify-timing, stream-check and frontier run end to end on a tiny model."""
+    out = tmp_path / "bpc.md"
+    assert main(["box-pass-cost", str(tiny_model), "--batches", "1", "2", "--repeats", "1", "--out", str(out)]) == 0
+    assert "| tiny | 32×24 |" in out.read_text()
+    out = tmp_path / "timing.md"
+    assert main(["certify-timing", str(tiny_model), "--frames", "1", "--out", str(out)]) == 0
+    timing = out.read_text()
+    assert timing.count("| tiny | real left (13) |") == 2 and "| × first |" in timing  # margins off, on
+    assert main(["stream-check", "--model", str(tiny_model), "--frames", "1", "--radii", "4"]) == 0
+    assert "| levels 20..235 | 4 |" in capsys.readouterr().out
+    from dataclasses import asdict
+
+    from usn_robust_keypoints.experiments.tradeoff import TradeoffConfig
+
+    cfg = asdict(TradeoffConfig(eps=(0.02,), frames=2, budget_ms=None))
+    rows = [{"model": f"m{i}", "path": f"m{i}.safetensors", "pck_synthetic": 0.9, "pck_real_left": 0.5 + i / 10,
+             "cert_acc@0.02": 0.25 * i} for i in range(2)]
+    (tmp_path / "r.json").write_text(json.dumps({"config": cfg, "rows": rows + rows[:1]}))  # m0 twice: once
+    assert main(["frontier", str(tmp_path / "r.json"), "--out", str(tmp_path / "f")]) == 0
+    table = (tmp_path / "f" / "frontier.md").read_text()
+    assert "| 2 | m1 | `m1.safetensors` | 0.900 | 0.600 | 0.250 |" in table and "| 3 |" not in table
+    assert (tmp_path / "f" / "frontier.png").stat().st_size > 1000
+    (tmp_path / "b.json").write_text(json.dumps({"config": {**cfg, "budget_ms": 500.0}, "rows": rows}))
+    assert main(["frontier", str(tmp_path / "b.json"), "--out", str(tmp_path / "g")]) == 2

@@ -320,7 +320,7 @@ def _refuted(ctx: FrameContext, job: _Job, thetas: torch.Tensor, crop, cells_g, 
 
 
 def _sample_argmax(ctx: FrameContext, thetas: torch.Tensor) -> torch.Tensor:
-    """Argmax cells (M, K) of the real detector on the full frame at ``thetas`` (M, 2); each theta
+    """Argmax cells (M, K, flat indices) of the real detector on the full frame at ``thetas`` (M, 2); each theta
     is evaluated once per frame (the keypoints try the same sub-box corners)."""
     keys = [tuple(t) for t in thetas.tolist()]
     todo = list(dict.fromkeys(k for k in keys if k not in ctx.sample_cache))
@@ -328,7 +328,8 @@ def _sample_argmax(ctx: FrameContext, thetas: torch.Tensor) -> torch.Tensor:
         t = torch.tensor(todo, dtype=ctx.x0.dtype, device=ctx.x0.device)
         with torch.no_grad():
             hm = ctx.detector(apply_perturbation(ctx.x0.expand(len(todo), -1, -1, -1), t[:, 0], t[:, 1]))
-        for key, cells in zip(todo, hm.flatten(2).argmax(dim=2)):
+        rows, cols, _ = decode_heatmaps(hm)  # the decoding of predict
+        for key, cells in zip(todo, rows * hm.shape[-1] + cols):
             ctx.sample_cache[key] = cells
     return torch.stack([ctx.sample_cache[k] for k in keys])
 

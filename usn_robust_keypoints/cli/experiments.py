@@ -1,6 +1,6 @@
 """Experiment and diagnostic subcommands (harnesses in :mod:`usn_robust_keypoints.experiments`):
 ``experiment``, ``tradeoff``, ``pooled-paired``, ``bench-certify``, ``certify-timing``,
-``frontier``, ``stream-check``. Options left out keep the harness config's default."""
+``box-pass-cost``, ``frontier``, ``stream-check``. Options left out keep the harness config's default."""
 
 from __future__ import annotations
 
@@ -91,6 +91,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads (default 1)")
     p.set_defaults(func=run_own_model_speed)
 
+    p = sub.add_parser("box-pass-cost", help="time of one full-frame bound pass per sub-box (markdown table)")
+    p.add_argument("models", nargs="+", help="checkpoints (.safetensors)")
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16, 25, 64], help="sub-boxes per pass")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--budget-ms", type=float, default=200.0, help="per-frame budget the last column counts in")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default="results/box_pass_cost.md")
+    p.set_defaults(func=run_box_pass_cost)
+
     p = sub.add_parser("frontier", help="accuracy / certification trade-off of tradeoff results: table + plot")
     p.add_argument("results", nargs="+", help="tradeoff results.json files decided without a budget")
     p.add_argument("--out", default="results/certifiability_subbox/frontier", help="results folder")
@@ -179,11 +188,7 @@ def run_bench_certify(args: argparse.Namespace) -> int:
 def run_certify_timing(args: argparse.Namespace) -> int:
     from ..experiments.certify_timing import certify_timing
 
-    table = certify_timing(args.models, frames=args.frames, eps=args.eps, threads=args.threads)
-    print(table)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(table + "\n")
+    write_table(certify_timing(args.models, frames=args.frames, eps=args.eps, threads=args.threads), args.out)
     return 0
 
 
@@ -193,6 +198,23 @@ def run_own_model_speed(args: argparse.Namespace) -> int:
     print(table(run_speed(SpeedConfig(**given(frames=args.frames, repeats=args.repeats, threads=args.threads)), args.out)))
     print(f"wrote {Path(args.out) / 'results.md'}")
     return 0
+
+
+def run_box_pass_cost(args: argparse.Namespace) -> int:
+    from ..experiments.box_pass_cost import box_pass_cost
+
+    table = box_pass_cost(args.models, tuple(args.batches), args.repeats, args.budget_ms, args.threads)
+    write_table(table, args.out)
+    return 0
+
+
+def write_table(table: str, out: str | None) -> None:
+    """Print a markdown table and write it to ``out`` (if given)."""
+    print(table)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(table + "\n")
+        print(f"wrote {out}")
 
 
 def run_frontier(args: argparse.Namespace) -> int:

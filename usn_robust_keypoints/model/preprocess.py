@@ -33,18 +33,16 @@ class FrameGeometry:
 
     def input_to_frame(self, xy: np.ndarray) -> np.ndarray:
         """Map (..., 2) input-pixel coordinates to frame pixels."""
-        sx, sy = self.scale
-        out = np.asarray(xy, dtype=np.float64).copy()
-        out[..., 0] = grid_to_pixels(out[..., 0], sx)
-        out[..., 1] = grid_to_pixels(out[..., 1], sy)
-        return out
+        return self._map(xy, grid_to_pixels)
 
     def frame_to_input(self, xy: np.ndarray) -> np.ndarray:
         """Map (..., 2) frame-pixel coordinates to input pixels."""
-        sx, sy = self.scale
+        return self._map(xy, pixels_to_grid)
+
+    def _map(self, xy: np.ndarray, convert) -> np.ndarray:
         out = np.asarray(xy, dtype=np.float64).copy()
-        out[..., 0] = pixels_to_grid(out[..., 0], sx)
-        out[..., 1] = pixels_to_grid(out[..., 1], sy)
+        for axis, scale in enumerate(self.scale):
+            out[..., axis] = convert(out[..., axis], scale)
         return out
 
 

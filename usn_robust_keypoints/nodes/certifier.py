@@ -26,7 +26,7 @@ from sensor_msgs.msg import Image
 from usn_robust_keypoints_msgs.msg import CertifiedKeypoints
 
 from ..certify import certify, validate_request
-from .diagnostics import DiagnosticsPublisher, FrameCounters
+from .diagnostics import DiagnosticsPublisher, FrameCounters, reject_frame
 from .image_conversion import ImageConversionError, to_detector_frame
 from .messages import certificate_to_msg
 from .model_loading import load_node_model
@@ -178,9 +178,7 @@ class CertifierNode(Node):
             self.counters.last_time_ms = dt
 
     def _reject(self, msg: Image, reason: str) -> None:
-        self.counters.reject(reason)
-        self.get_logger().error(f"rejected frame {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d} "
-                                f"({msg.encoding}, {msg.width}x{msg.height}): {reason}")
+        reject_frame(self, self.counters, msg, reason)
 
     def close(self) -> None:
         """Stop the worker thread (called before ``destroy_node``)."""

@@ -61,3 +61,10 @@ class DiagnosticsPublisher:
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self._node.get_clock().now().to_msg()
         self._pub.publish(msg)
+
+
+def reject_frame(node: Node, counters: FrameCounters, msg, reason: str) -> None:
+    """Count the rejected ``sensor_msgs/Image`` ``msg`` and log why (the node keeps running)."""
+    counters.reject(reason)
+    node.get_logger().error(f"rejected frame {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d} "
+                            f"({msg.encoding}, {msg.width}x{msg.height}): {reason}")

@@ -18,7 +18,7 @@ from sensor_msgs.msg import Image
 from usn_robust_keypoints_msgs.msg import KeypointArray
 
 from ..draw import draw_keypoints
-from .diagnostics import DiagnosticsPublisher, FrameCounters
+from .diagnostics import DiagnosticsPublisher, FrameCounters, reject_frame
 from .image_conversion import ImageConversionError, cv2_to_imgmsg, to_detector_frame
 from .messages import prediction_to_msg
 from .model_loading import load_node_model
@@ -98,9 +98,7 @@ class KeypointDetectorNode(Node):
         self.counters.last_time_ms = dt
 
     def _reject(self, msg: Image, reason: str) -> None:
-        self.counters.reject(reason)
-        self.get_logger().error(f"rejected frame {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d} "
-                                f"({msg.encoding}, {msg.width}x{msg.height}): {reason}")
+        reject_frame(self, self.counters, msg, reason)
 
 
 def main(args: list[str] | None = None) -> int:
