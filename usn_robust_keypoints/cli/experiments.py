@@ -1,6 +1,6 @@
 """Experiment and diagnostic subcommands (harnesses in :mod:`usn_robust_keypoints.experiments`):
 ``experiment``, ``tradeoff``, ``pooled-paired``, ``bench-certify``, ``certify-timing``,
-``box-pass-cost``, ``frontier``, ``stream-check``. Options left out keep the harness config's default."""
+``box-pass-cost``, ``frontier``, ``stream-check``, ``own-model-speed``. Options left out keep the harness config's default."""
 
 from __future__ import annotations
 
