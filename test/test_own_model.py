@@ -24,7 +24,7 @@ NETS = zoo(0)
 
 
 def _x0(spec: ModelSpec, seed: int) -> torch.Tensor:
-    x = torch.rand(1, spec.channels, spec.input_height, spec.input_width, generator=torch.Generator().manual_seed(seed))
+    x = torch.rand(1, spec.in_channels, spec.input_height, spec.input_width, generator=torch.Generator().manual_seed(seed))
     x[..., :3, :] = 0.0  # pixels at the clip limits
     x[..., -3:, :] = 1.0
     return x
@@ -54,7 +54,7 @@ def test_traced_forward_exact(name: str) -> None:
     layers over a zero-width box give the same heatmaps (the lowering is exact)."""
     module, spec = NETS[name]
     det = import_module(module, spec)
-    x = torch.rand(3, spec.channels, spec.input_height, spec.input_width)
+    x = torch.rand(3, spec.in_channels, spec.input_height, spec.input_width)
     xn = x if spec.mean is None else (x - torch.tensor(spec.mean).view(1, -1, 1, 1)) / torch.tensor(spec.std).view(1, -1, 1, 1)
     with torch.no_grad():
         ref, got = module(xn), det(x)
@@ -97,9 +97,9 @@ def _image(spec: ModelSpec, seed: int) -> np.ndarray:
     import cv2
 
     rng = np.random.default_rng(seed)
-    small = rng.integers(0, 256, (5, 5, spec.channels)).astype(np.uint8)
+    small = rng.integers(0, 256, (5, 5, spec.in_channels)).astype(np.uint8)
     img = cv2.resize(small, (spec.input_width, spec.input_height), interpolation=cv2.INTER_CUBIC)
-    return img.reshape(spec.input_height, spec.input_width, -1)[..., 0] if spec.channels == 1 else img
+    return img.reshape(spec.input_height, spec.input_width, -1)[..., 0] if spec.in_channels == 1 else img
 
 
 # The crop-based search before the branch-and-bound rewrite of native.py sizes its crops from the

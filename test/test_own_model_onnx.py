@@ -26,7 +26,7 @@ NETS["conv_strides_groups"] = (nn.Sequential(
 
 
 def export(module: nn.Module, spec: ModelSpec, path, opset: int = 13) -> None:
-    x = torch.rand(1, spec.channels, spec.input_height, spec.input_width)
+    x = torch.rand(1, spec.in_channels, spec.input_height, spec.input_width)
     torch.onnx.export(module, (x,), str(path), dynamo=False, opset_version=opset)
 
 
@@ -39,7 +39,7 @@ def test_onnx_round_trip_exact(name: str, tmp_path) -> None:
     export(module, spec, path)
     det = import_onnx(path, spec)  # the spec's normalisation, as for the module
     ref = import_module(module, spec)
-    x = torch.rand(2, spec.channels, 32, 32)
+    x = torch.rand(2, spec.in_channels, 32, 32)
     with torch.no_grad():
         assert torch.allclose(det(x), ref(x), atol=1e-5)
         f = propagate(bound_layers(det), x[:1], torch.tensor([[1.0, 1.0, 0.0, 0.0]]))

@@ -37,7 +37,7 @@ def test_prune_save_reload_export(name: str, criterion: str, tmp_path) -> None:
     det = import_module(module, spec)
     assert hidden_convs(det)
     n0 = count_hidden_channels(det)
-    x = torch.rand(8, spec.channels, 32, 32)
+    x = torch.rand(8, spec.in_channels, 32, 32)
     if criterion == "usn":
         importance = UsnImportance.from_layer_scores(det, usn_scores(det, x))
     else:
@@ -54,7 +54,7 @@ def test_prune_save_reload_export(name: str, criterion: str, tmp_path) -> None:
     assert reloaded.info == {"pruning": criterion} and reloaded.config == det.config
     assert node_loads(path) and node_loads(tmp_path / "pruned.onnx")
     assert bound_layers(reloaded.detector)
-    image = (np.random.default_rng(0).integers(0, 256, (32, 32, spec.channels)).astype(np.uint8)).squeeze()
+    image = (np.random.default_rng(0).integers(0, 256, (32, 32, spec.in_channels)).astype(np.uint8)).squeeze()
     fc = certify(reloaded, image, 0.005, 0.005, 6.0, margins=False)
     assert len(fc.keypoints) == 2
 

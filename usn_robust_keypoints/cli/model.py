@@ -26,7 +26,7 @@ def run_export_onnx(args: argparse.Namespace) -> int:
     path = export_onnx(model.detector, args.out, args.opset)
     back = load_model(path, device="cpu")
     c = model.config
-    x = torch.rand(2, back.detector.config.channels, c.input_height, c.input_width)
+    x = torch.rand(2, back.detector.config.in_channels, c.input_height, c.input_width)
     with torch.no_grad():
         err = float((back.detector(x) - model.detector(x)).abs().max())
     print(f"wrote {path} (reloaded: max heatmap difference {err:.2e})")

@@ -19,8 +19,8 @@ def finish_graph(nodes: list[Node], modules: dict[str, nn.Module], output: str, 
     so every refusal happens here, before any other work."""
     nodes = list(nodes)
     if spec.mean is not None or spec.std is not None:
-        mean = torch.tensor(spec.mean or [0.0] * spec.channels)
-        std = torch.tensor(spec.std or [1.0] * spec.channels)
+        mean = torch.tensor(spec.mean or [0.0] * spec.in_channels)
+        std = torch.tensor(spec.std or [1.0] * spec.in_channels)
         inp = nodes[0].name
         norm = Node("normalize", "affine", [inp], {"scale": (1 / std).tolist(), "shift": (-mean / std).tolist()},
                     "ModelSpec mean/std")
@@ -33,7 +33,7 @@ def finish_graph(nodes: list[Node], modules: dict[str, nn.Module], output: str, 
     try:
         shapes = node_shapes(det)
     except RuntimeError as e:
-        raise ValueError(f"the network does not run on a {spec.channels}x{spec.input_height}x{spec.input_width} "
+        raise ValueError(f"the network does not run on a {spec.in_channels}x{spec.input_height}x{spec.input_width} "
                          f"input (ModelSpec input size / color): {e}") from e
     k, h, w = shapes[output]
     if spec.input_height % h or spec.input_width % w or spec.input_height // h != spec.input_width // w:

@@ -35,7 +35,7 @@ def import_module(module: nn.Module, spec: ModelSpec) -> GraphDetector:
         raise ValueError(f"cannot certify this network: torch.fx cannot trace its forward "
                          f"({type(e).__name__}: {e}); write forward as a fixed sequence of supported modules "
                          f"and functions") from e
-    x = torch.rand(1, spec.channels, spec.input_height, spec.input_width)
+    x = torch.rand(1, spec.in_channels, spec.input_height, spec.input_width)
     _check_graph(gm)
     try:
         torch.fx.passes.shape_prop.ShapeProp(gm).propagate(x)
@@ -55,8 +55,8 @@ def import_module(module: nn.Module, spec: ModelSpec) -> GraphDetector:
 def _normalised(x: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
     if spec.mean is None and spec.std is None:
         return x
-    mean = torch.tensor(spec.mean or [0.0] * spec.channels).view(1, -1, 1, 1)
-    std = torch.tensor(spec.std or [1.0] * spec.channels).view(1, -1, 1, 1)
+    mean = torch.tensor(spec.mean or [0.0] * spec.in_channels).view(1, -1, 1, 1)
+    std = torch.tensor(spec.std or [1.0] * spec.in_channels).view(1, -1, 1, 1)
     return (x - mean) / std
 
 

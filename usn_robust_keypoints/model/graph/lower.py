@@ -38,7 +38,7 @@ def node_shapes(det: GraphDetector) -> dict[str, tuple[int, ...]]:
     """``(C, H, W)`` of every node's output for one zero image of the spec's size."""
     c = det.config
     p = next(iter(det.parameters()), None)
-    x = torch.zeros(1, c.channels, c.input_height, c.input_width,
+    x = torch.zeros(1, c.in_channels, c.input_height, c.input_width,
                     device=p.device if p is not None else "cpu")
     env: dict[str, torch.Tensor] = {}
     with torch.no_grad():

@@ -52,9 +52,9 @@ def import_onnx(path: str | Path, spec: ModelSpec | None = None) -> GraphDetecto
         if None in dims[1:]:
             raise ValueError(f"{path}: the input size is dynamic ({dims}); pass spec=ModelSpec(input_width=..., ...)")
         spec = ModelSpec(dims[3], dims[2], color="gray" if dims[1] == 1 else "rgb")
-    elif any(d is not None and d != e for d, e in zip(dims[1:], (spec.channels, spec.input_height, spec.input_width))):
+    elif any(d is not None and d != e for d, e in zip(dims[1:], (spec.in_channels, spec.input_height, spec.input_width))):
         raise ValueError(f"{path}: input {dims[1:]} does not match the spec (C, H, W) = "
-                         f"{(spec.channels, spec.input_height, spec.input_width)}")
+                         f"{(spec.in_channels, spec.input_height, spec.input_width)}")
     shapes = {}
     for v in list(g.value_info) + list(g.output) + list(g.input):
         d = [x.dim_value if x.HasField("dim_value") else None for x in v.type.tensor_type.shape.dim]

@@ -42,9 +42,9 @@ class ModelSpec:
             if v is not None:
                 v = [float(x) for x in (v if isinstance(v, (list, tuple)) else [v])]
                 if len(v) == 1:
-                    v = v * self.channels
-                if len(v) != self.channels:
-                    raise ValueError(f"{name} needs {self.channels} values for color={self.color!r}, got {len(v)}")
+                    v = v * self.in_channels
+                if len(v) != self.in_channels:
+                    raise ValueError(f"{name} needs {self.in_channels} values for color={self.color!r}, got {len(v)}")
                 setattr(self, name, v)
         if self.std is not None and min(self.std) <= 0:
             raise ValueError(f"std must be > 0, got {self.std}")
@@ -54,7 +54,8 @@ class ModelSpec:
             raise ValueError(f"output_stride must be >= 1, got {self.output_stride}")
 
     @property
-    def channels(self) -> int:
+    def in_channels(self) -> int:
+        """Image channels the network reads (1 gray, 3 colour)."""
         return 1 if self.color == "gray" else 3
 
     @property
