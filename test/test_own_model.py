@@ -242,3 +242,26 @@ def test_example_architectures_have_graph_layers() -> None:
     for module in (ResNetLike(), UNetLike()):
         layers = bound_layers(import_module(module.eval(), ModelSpec(32, 32)))
         assert any(type(l).__name__ == "GraphLayer" for l in layers)
+
+
+def test_color_input_and_perturbation_as_predict() -> None:
+    """A colour model reads the frame in the spec's channel order; ``predict(theta=...)`` applies
+    one (c, b) to every channel before the normalisation, which is what the bounds assume: the
+    bound layers at a zero-width box at theta reproduce the perturbed prediction."""
+    from usn_robust_keypoints.model.preprocess import preprocess
+
+    module, spec = NETS["color_normalised"]
+    model = load_model(module, device="cpu", spec=spec)
+    frame = np.random.default_rng(0).integers(0, 256, (40, 40, 3)).astype(np.uint8)
+    x, _ = preprocess(frame, 40, 40, "rgb")
+    assert torch.equal(x[0, 0], torch.from_numpy(frame[..., 2]).float() / 255)  # BGR frame -> R first
+    gray_in = preprocess(frame[..., 0], 32, 32, "rgb")[0]
+    assert gray_in.shape == (1, 3, 32, 32) and torch.equal(gray_in[:, 0], gray_in[:, 2])
+    image = _image(spec, 3)
+    pred = model.predict(image, theta=(1.1, -0.05))
+    x0, _ = model.preprocess(image)
+    with torch.no_grad():
+        f = propagate(bound_layers(model.detector), x0, torch.tensor([[1.1, 1.1, -0.05, -0.05]]))
+    assert np.allclose(f.lower[0, 0].numpy(), pred.heatmaps, atol=1e-5)
+    with pytest.raises(ValueError, match="needs spec"):
+        load_model(module)
