@@ -97,9 +97,11 @@ def zoo(seed: int) -> dict[str, tuple[nn.Module, ModelSpec]]:
     nets = {
         "conv_padding_modes": (nn.Sequential(
             nn.Conv2d(1, 4, 3, 2, 1, padding_mode="reflect"), nn.BatchNorm2d(4), nn.ReLU(),
-            nn.Conv2d(4, 4, 3, 1, 2, dilation=2, groups=2, padding_mode="circular"), nn.ReLU(),
+            nn.Conv2d(4, 4, 3, 1, 2, dilation=2, groups=2), nn.ReLU(),
             nn.Conv2d(4, 4, 3, padding="same", padding_mode="replicate"), nn.BatchNorm2d(4), nn.Dropout(0.1), nn.ReLU(),
             nn.Conv2d(4, 2, 1)), g),
+        "conv_circular": (nn.Sequential(nn.Conv2d(1, 4, 3, 2, 1, padding_mode="circular"), nn.ReLU(),
+                                        nn.Conv2d(4, 2, 3, 1, 1, padding_mode="circular")), g),
         "leaky_pools": (nn.Sequential(
             nn.Conv2d(1, 4, 3, 1, 1), nn.LeakyReLU(0.1), nn.MaxPool2d(3, 2, 1), nn.Conv2d(4, 4, 3, 1, 1), nn.ReLU(),
             nn.AvgPool2d(2), nn.Conv2d(4, 4, 3, 1, 1), nn.BatchNorm2d(4), nn.LeakyReLU(0.3), nn.Conv2d(4, 2, 1)), g),

@@ -19,7 +19,7 @@ from usn_robust_keypoints.model.graph.onnx_import import import_onnx
 from own_nets import zoo
 
 torch.set_num_threads(1)
-NETS = {k: v for k, v in zoo(0).items() if k != "conv_padding_modes"}  # reflect/circular export as Pad subgraphs
+NETS = {k: v for k, v in zoo(0).items() if k != "conv_circular"}  # circular padding exports as Slice/Concat
 NETS["conv_strides_groups"] = (nn.Sequential(
     nn.Conv2d(1, 4, 3, 2, 1), nn.BatchNorm2d(4).eval(), nn.ReLU(), nn.Conv2d(4, 4, 3, 1, 2, dilation=2, groups=2),
     nn.ReLU(), nn.Conv2d(4, 4, 5, 1, 2, groups=4), nn.ReLU(), nn.Conv2d(4, 2, 1)).eval(), ModelSpec(32, 32))
@@ -65,7 +65,7 @@ def test_onnx_of_shipped_default_certifies_like_native(tmp_path) -> None:
 
 @pytest.mark.parametrize("act, needle", [(nn.Sigmoid(), "Sigmoid"), (nn.Softmax(dim=1), "move the softmax out"),
                                          (nn.Tanh(), "ReLU or LeakyReLU"), (nn.GELU(), "not one of the supported"),
-                                         (nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect"), "node")])
+                                         (nn.Conv2d(2, 2, 3, padding=1, padding_mode="circular"), "node")])
 def test_onnx_refusals_name_the_node(act: nn.Module, needle: str, tmp_path) -> None:
     module = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), act, nn.Conv2d(2, 2, 1)).eval()
     path = tmp_path / "bad.onnx"

@@ -81,6 +81,7 @@ def _convert(g, consts: dict, shapes: dict, input_name: str, spec: ModelSpec, nu
     value: dict[str, str] = {input_name: safe_name(input_name, taken)}
     nodes = [Node(value[input_name], "input", [], {}, input_name)]
     mods: dict[str, nn.Module] = {}
+    pending: dict[str, tuple] = {}  # Pad outputs waiting for their Conv: (input, (ph, pw), padding_mode)
 
     def const(name: str, where: str, op: str) -> np.ndarray:
         if name not in consts:
@@ -99,6 +100,9 @@ def _convert(g, consts: dict, shapes: dict, input_name: str, spec: ModelSpec, nu
             consts[node.output[0]] = numpy_helper.to_array(t) if t is not None else np.array(
                 a.get("value_float", a.get("value_int", 0.0)))
             continue
+        if ins_const(node, consts) and op in _FOLDABLE:
+            consts[node.output[0]] = _fold(op, a, [consts[i] if i else None for i in node.input])
+            continue
         if node.domain not in ("", "ai.onnx"):
             raise refusal(where, f"{node.domain}.{op}", "a custom-domain op", "export with standard ONNX ops")
         if op in _CONTROL_FLOW:
@@ -106,6 +110,12 @@ def _convert(g, consts: dict, shapes: dict, input_name: str, spec: ModelSpec, nu
                           "export a fixed graph (no If/Loop): take the decision outside the network")
         ins = [i for i in node.input if i]
         data = [i for i in ins if i not in consts]
+        if op == "Pad":
+            pending[node.output[0]] = _pad(a, ins, data, consts, where)
+            continue
+        if any(d in pending for d in data) and op != "Conv":
+            raise refusal(where, op, "an explicit Pad that does not feed a Conv",
+                          "pad through the Conv2d's padding / padding_mode instead")
         name = safe_name(node.output[0], taken)
         attrs: dict = {}
         kind = None
@@ -116,11 +126,18 @@ def _convert(g, consts: dict, shapes: dict, input_name: str, spec: ModelSpec, nu
             bias = tensor(const(ins[2], where, op)) if len(ins) > 2 else None
             k = tuple(w.shape[2:])
             pad = _symmetric(a.get("pads"), where, op)
+            padding_mode = "zeros"
+            if data[0] in pending:  # Pad -> Conv: the conv's padding_mode (reflect / replicate / zeros)
+                src, (ph, pw), padding_mode = pending[data[0]]
+                if op != "Conv" or (padding_mode != "zeros" and pad != (0, 0)):
+                    raise refusal(where, op, "a Pad before a conv-transpose or a padded conv",
+                                  "pad through the Conv2d's padding / padding_mode instead")
+                pad, data = (pad[0] + ph, pad[1] + pw), [src]
             groups = a.get("group", 1)
             kw = dict(stride=tuple(a.get("strides", [1, 1])), padding=pad, dilation=tuple(a.get("dilations", [1, 1])),
                       groups=groups, bias=bias is not None)
             if op == "Conv":
-                m = nn.Conv2d(w.shape[1] * groups, w.shape[0], k, **kw)
+                m = nn.Conv2d(w.shape[1] * groups, w.shape[0], k, padding_mode=padding_mode, **kw)
                 kind = "conv"
             else:
                 if "output_shape" in a:
@@ -188,6 +205,70 @@ def _convert(g, consts: dict, shapes: dict, input_name: str, spec: ModelSpec, nu
         value[node.output[0]] = name
     output = value[g.output[0].name]
     return finish_graph(nodes, mods, output, spec)
+
+
+_FOLDABLE = ("ConstantOfShape", "Concat", "Reshape", "Slice", "Transpose", "Cast", "Unsqueeze", "Squeeze",
+             "Identity")
+
+
+def ins_const(node, consts: dict) -> bool:
+    """Every (given) input of ``node`` is a constant (then it is folded, not imported)."""
+    return all(not i or i in consts for i in node.input) and len(node.output) == 1
+
+
+def _fold(op: str, a: dict, x: list):
+    """Evaluate a shape-arithmetic op on constants (what torch's exporter emits around ``Pad``)."""
+    from onnx import numpy_helper
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    if op == "ConstantOfShape":
+        value = numpy_helper.to_array(a["value"]) if "value" in a else np.zeros(1, np.float32)
+        return np.full(tuple(int(v) for v in x[0]), value.reshape(-1)[0], dtype=value.dtype)
+    if op == "Concat":
+        return np.concatenate([np.atleast_1d(v) for v in x if v is not None], axis=a.get("axis", 0))
+    if op == "Reshape":
+        shape = [int(v) for v in x[1]]
+        shape = [x[0].shape[i] if v == 0 else v for i, v in enumerate(shape)]
+        return x[0].reshape(shape)
+    if op == "Slice":
+        data, starts, ends = x[0], x[1], x[2]
+        axes = x[3] if len(x) > 3 and x[3] is not None else range(len(starts))
+        steps = x[4] if len(x) > 4 and x[4] is not None else [1] * len(starts)
+        sl = [slice(None)] * data.ndim
+        for s0, e0, ax, st in zip(starts, ends, axes, steps):
+            sl[int(ax)] = slice(int(s0), int(max(min(e0, 2 ** 62), -2 ** 62)), int(st))
+        return data[tuple(sl)]
+    if op == "Transpose":
+        return np.transpose(x[0], a.get("perm"))
+    if op == "Cast":
+        return x[0].astype(tensor_dtype_to_np_dtype(a["to"]))
+    if op == "Unsqueeze":
+        axes = a.get("axes", x[1] if len(x) > 1 else None)
+        out = x[0]
+        for ax in sorted(int(v) for v in axes):
+            out = np.expand_dims(out, ax)
+        return out
+    if op == "Squeeze":
+        axes = a.get("axes", x[1] if len(x) > 1 else None)
+        return np.squeeze(x[0], axis=None if axes is None else tuple(int(v) for v in axes))
+    return x[0]  # Identity
+
+
+def _pad(a: dict, ins: list[str], data: list[str], consts: dict, where: str) -> tuple:
+    """A constant, symmetric spatial ``Pad`` as (input, (ph, pw), Conv2d padding_mode)."""
+    mode = a.get("mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    pads = a.get("pads") if "pads" in a else (consts.get(ins[1]) if len(ins) > 1 else None)
+    value = float(np.asarray(consts[ins[2]]).reshape(-1)[0]) if len(ins) > 2 and ins[2] in consts else 0.0
+    if pads is None or len(data) != 1:
+        raise refusal(where, "Pad", "pads that are not constant", "pad through the Conv2d's padding instead")
+    p = [int(v) for v in np.asarray(pads).reshape(-1)]
+    modes = {"constant": "zeros", "reflect": "reflect", "edge": "replicate"}
+    if (len(p) != 8 or p[0] or p[1] or p[4] or p[5] or p[2] != p[6] or p[3] != p[7] or mode not in modes
+            or (mode == "constant" and value != 0.0)):
+        raise refusal(where, "Pad", f"pads {p} with mode {mode!r}", "use symmetric spatial zero, reflect or "
+                      "replicate padding (Conv2d padding_mode)")
+    return data[0], (p[2], p[3]), modes[mode]
 
 
 def _affine(op: str, ins: list[str], data: str, consts: dict, where: str) -> dict:
