@@ -54,10 +54,11 @@ class ResNetLike(nn.Module):
 
 
 class UNetLike(nn.Module):
-    """Two-level encoder (max pool), nearest upsampling decoder with a concat skip, output stride 2."""
+    """Two-level encoder (max pool), upsampling decoder with a concat skip, output stride 2."""
 
-    def __init__(self, k: int = 2, w: int = 4, cin: int = 1) -> None:
+    def __init__(self, k: int = 2, w: int = 4, cin: int = 1, scale_up: bool = True) -> None:
         super().__init__()
+        self.scale_up = scale_up  # False: F.interpolate to the skip's size (x.shape), bilinear
         self.enc1 = cbr(cin, w, 2)
         self.enc2 = cbr(w, 2 * w)
         self.pool = nn.MaxPool2d(2)
@@ -68,7 +69,8 @@ class UNetLike(nn.Module):
 
     def forward(self, x):
         s = self.enc2(self.enc1(x))
-        y = self.up(self.mid(self.pool(s)))
+        y = self.mid(self.pool(s))
+        y = self.up(y) if self.scale_up else F.interpolate(y, size=s.shape[-2:], mode="bilinear")
         return self.head(self.dec(torch.cat([y, s], dim=1)))
 
 
@@ -116,6 +118,7 @@ def zoo(seed: int) -> dict[str, tuple[nn.Module, ModelSpec]]:
         "resnet_like": (ResNetLike(), g),
         "unet_like": (UNetLike(), g),
         "functional": (Functional(), g),
+        "unet_sized_interpolate": (UNetLike(scale_up=False), g),
         "resnet_downsampling": (nn.Sequential(cbr(1, 4, 2), DownBlock(4, 6), ResidualBlock(6, 6), nn.Conv2d(6, 2, 1)), g),
         "color_normalised": (ResNetLike(cin=3, blocks=1),
                              ModelSpec(32, 32, color="rgb", mean=[0.4, 0.5, 0.6], std=[0.2, 0.25, 0.3])),

@@ -84,6 +84,10 @@ def _check_graph(gm: torch.fx.GraphModule) -> None:
                           "use nn.Conv2d / nn.BatchNorm2d modules instead of functional calls on parameters")
         elif n.op in ("call_module", "call_function", "call_method") and _kind(n, gm) is None:
             raise refusal(_where(n), _op_name(n, gm))
+        if n.op != "output" and _kind(n, gm) not in ("shape", "upsample") and any(
+                isinstance(a, torch.fx.Node) and _is_shape(a, gm) for a in list(n.args) + list(n.kwargs.values())):
+            raise refusal(_where(n), _op_name(n, gm), "it computes with tensor sizes",
+                          "use tensor sizes only as the size of an interpolation")
 
 
 def _where(n: torch.fx.Node) -> str:
@@ -119,7 +123,9 @@ def _kind(n: torch.fx.Node, gm: torch.fx.GraphModule) -> str | None:
         if isinstance(m, _IDENTITY_MODULES):
             return "identity"
         return None
-    tensors = [a for a in list(n.args) + list(n.kwargs.values()) if isinstance(a, torch.fx.Node)]
+    if _is_shape(n, gm):
+        return "shape"
+    tensors = _tensor_args(n, gm)
     if n.op == "call_function":
         if t in (F.relu, torch.relu, torch.relu_):
             return "relu"
@@ -154,6 +160,21 @@ def _kind(n: torch.fx.Node, gm: torch.fx.GraphModule) -> str | None:
         if t in ("sub", "mul", "div"):
             return "affine" if len(tensors) == 1 else None
     return None
+
+
+def _is_shape(n: torch.fx.Node, gm: torch.fx.GraphModule) -> bool:
+    """``x.shape``, ``x.size()`` or an index into one: static sizes (used as an interpolation size)."""
+    if n.op == "call_function" and n.target is getattr and n.args[1] == "shape":
+        return True
+    if n.op == "call_method" and n.target == "size":
+        return True
+    return (n.op == "call_function" and n.target is operator.getitem and isinstance(n.args[0], torch.fx.Node)
+            and _is_shape(n.args[0], gm))
+
+
+def _tensor_args(n: torch.fx.Node, gm: torch.fx.GraphModule) -> list[torch.fx.Node]:
+    """The tensor (not shape) inputs of ``n``."""
+    return [a for a in list(n.args) + list(n.kwargs.values()) if isinstance(a, torch.fx.Node) and not _is_shape(a, gm)]
 
 
 def _arg(n: torch.fx.Node, i: int, name: str, default=None):
@@ -192,6 +213,8 @@ def _convert(gm: torch.fx.GraphModule) -> tuple[list[Node], dict[str, nn.Module]
         if n.op == "output":
             output = names[n.args[0]]
             continue
+        if n.op != "placeholder" and _kind(n, gm) == "shape":
+            continue  # a static size, read from the traced shapes where it is used
         name = safe_name(n.name, taken)
         names[n] = name
         if n.op == "placeholder":
@@ -200,7 +223,7 @@ def _convert(gm: torch.fx.GraphModule) -> tuple[list[Node], dict[str, nn.Module]
         kind = _kind(n, gm)
         src = _where(n)
         args = [a for a in n.args]
-        tensor_in = [a for a in list(n.args) + list(n.kwargs.values()) if isinstance(a, torch.fx.Node)]
+        tensor_in = _tensor_args(n, gm)
         if kind == "cat":
             seq = _arg(n, 0, "tensors")
             dim = _arg(n, 1, "dim", 0)
@@ -298,7 +321,7 @@ def _upsample_scale(n: torch.fx.Node, mode: str) -> float:
     if mode not in ("nearest", "bilinear"):
         raise refusal(_where(n), f"upsample mode {mode!r}", f"mode {mode!r} is not supported",
                       "use mode='nearest' or 'bilinear'")
-    src = next(a for a in n.args if isinstance(a, torch.fx.Node))
+    src = n.args[0] if n.args else n.kwargs["input"]
     hi, wi = _shape(src)[-2:]
     ho, wo = _shape(n)[-2:]
     if ho % hi or wo % wi or ho // hi != wo // wi:

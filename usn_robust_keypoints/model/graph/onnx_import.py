@@ -100,6 +100,10 @@ def _convert(g, consts: dict, shapes: dict, input_name: str, spec: ModelSpec, nu
             consts[node.output[0]] = numpy_helper.to_array(t) if t is not None else np.array(
                 a.get("value_float", a.get("value_int", 0.0)))
             continue
+        if op == "Shape" and shapes.get(node.input[0]) and None not in shapes[node.input[0]]:
+            dims = shapes[node.input[0]][a.get("start", 0):a.get("end", None)]
+            consts[node.output[0]] = np.array(dims, dtype=np.int64)  # static (the input size is fixed)
+            continue
         if ins_const(node, consts) and op in _FOLDABLE:
             consts[node.output[0]] = _fold(op, a, [consts[i] if i else None for i in node.input])
             continue
@@ -208,7 +212,7 @@ def _convert(g, consts: dict, shapes: dict, input_name: str, spec: ModelSpec, nu
 
 
 _FOLDABLE = ("ConstantOfShape", "Concat", "Reshape", "Slice", "Transpose", "Cast", "Unsqueeze", "Squeeze",
-             "Identity")
+             "Gather", "Identity")
 
 
 def ins_const(node, consts: dict) -> bool:
@@ -251,6 +255,8 @@ def _fold(op: str, a: dict, x: list):
     if op == "Squeeze":
         axes = a.get("axes", x[1] if len(x) > 1 else None)
         return np.squeeze(x[0], axis=None if axes is None else tuple(int(v) for v in axes))
+    if op == "Gather":
+        return np.take(x[0], x[1].astype(np.int64), axis=a.get("axis", 0))
     return x[0]  # Identity
 
 
