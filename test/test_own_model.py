@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from usn_robust_keypoints.certify import Status, certify, native
+from usn_robust_keypoints.certify import Status, certify
 from usn_robust_keypoints.certify.backward import backward_margins
 from usn_robust_keypoints.certify.bounds import bound_layers, concrete_max, concrete_min, propagate
 from usn_robust_keypoints.model import KeypointModel, load_model
@@ -17,7 +17,7 @@ from usn_robust_keypoints.model.graph import ModelSpec, import_module
 from usn_robust_keypoints.model.preprocess import decode_heatmaps
 from usn_robust_keypoints.perturbation import apply_perturbation
 
-from own_nets import ResNetLike, UNetLike, zoo
+from own_nets import ResNetLike, UNetLike, engine_certifies, zoo
 
 torch.set_num_threads(1)
 NETS = zoo(0)
@@ -102,18 +102,13 @@ def _image(spec: ModelSpec, seed: int) -> np.ndarray:
     return img.reshape(spec.input_height, spec.input_width, -1)[..., 0] if spec.in_channels == 1 else img
 
 
-# The crop-based search before the branch-and-bound rewrite of native.py sizes its crops from the
-# top-level layers only: graph layers and max pools need the rewrite (no crops).
-CROPPING_ENGINE = hasattr(native, "_crop_for")
-
-
 def test_certificates_of_imported_nets_sound() -> None:
     """Certify every net of the zoo through the native engine; every certified keypoint keeps its
     argmax within the radius for 10^4 sampled theta (corners and edges), and some are certified."""
     certified = 0
     for name, (module, spec) in sorted(NETS.items()):
         det = import_module(module, spec)
-        if CROPPING_ENGINE and any(type(l).__name__ in ("GraphLayer", "MaxPool") for l in bound_layers(det)):
+        if not engine_certifies(det):
             continue
         model = KeypointModel(det, device="cpu")
         for seed in (0, 1):
