@@ -40,7 +40,7 @@ def image() -> np.ndarray:
     (dict(budget_ms=-5.0), "budget"), (dict(budget_ms=math.inf), "budget"), (dict(method="magic"), "method"),
     (dict(max_depth=-1), "max_depth"),
     (dict(box=PerturbationBox(0.01, 0.01), alpha=0.01), "not both"),
-    (dict(options=CertifyOptions(margins=False), thorough=True), "not both"),
+    (dict(options=CertifyOptions(margins=False), backward=False), "not both"),
 ])
 def test_bad_arguments(model, image, kwargs, match) -> None:
     with pytest.raises(ValueError, match=match):
@@ -163,9 +163,13 @@ def test_bench_certify_keeps_checkpoints_with_the_same_file_name_apart(model, tm
     out = tmp_path / "bench.md"
     rc = main(["bench-certify", "--out", str(out), "--frames", "1", "--lirpa-frames", "0", "--threads", "1",
                "--train-steps", "2", "--model", str(tmp_path / "s0" / "m.safetensors"),
-               "--model", str(tmp_path / "s1" / "m.safetensors"), "--eps", "0.01", "0.02"])
+               "--model", str(tmp_path / "s1" / "m.safetensors"), "--eps", "0.01", "0.02",
+               "--real-frames", "1", "--real-synthetic", "1", "--real-eps", "0.02", "--real-budgets", "0",
+               "--real-derived", "50", "--real-cap-s", "5"])
     assert rc == 0
     rows = [line for line in out.read_text().splitlines() if line.startswith("| s")]
     for seed in ("s0", "s1"):  # 3 native methods x the 2 boxes asked for per checkpoint, no mixing
         assert sum(line.startswith(f"| {seed}/m.safetensors ") for line in rows) == 6
     assert {line.split(" | ")[1] for line in rows} == {"0.01", "0.02"}
+    real = [line for line in out.read_text().splitlines() if line.startswith(("| left*", "| synthetic"))]
+    assert len(real) == 2 and all(len(line.split(" | ")) == 4 + 2 * 3 + 1 for line in real)

@@ -267,7 +267,9 @@ def test_monotone_in_radius_and_budget() -> None:
                 assert fc.keypoints[kc.index].certified, (kc.index, r)
     tiny = certify(model, image, 0.05, 0.05, radius=0.0, budget_ms=0.0)
     assert all(k.status is not Status.CERTIFIED or k.certified_radius == 0.0 for k in tiny.keypoints)
-    assert all(k.status in (Status.UNKNOWN, Status.NOT_CERTIFIED) or k.certified_radius == 0.0 for k in tiny.keypoints)
+    assert all(k.status in (Status.UNKNOWN, Status.REFUTED, Status.OPEN) or k.certified_radius == 0.0
+               for k in tiny.keypoints)
+    assert all(k.certified or k.certified_radius == float("inf") for k in tiny.keypoints + ref.keypoints)
 
 
 def test_zero_budget_is_never_certified_when_splitting_is_needed() -> None:
@@ -277,7 +279,7 @@ def test_zero_budget_is_never_certified_when_splitting_is_needed() -> None:
     tiny = certify(model, image, 0.05, 0.05, radius=4.0, margins=False, budget_ms=0.0)
     assert any(a.certified for a in full.keypoints)
     for a, b in zip(full.keypoints, tiny.keypoints):
-        assert b.status in (Status.UNKNOWN, Status.CERTIFIED, Status.NOT_CERTIFIED)
+        assert b.status in (Status.UNKNOWN, Status.CERTIFIED, Status.REFUTED)
         if b.status is Status.CERTIFIED:  # only possible when the single whole-box pass proved it
             assert a.certified and b.certified_radius <= 4.0
     assert any(k.status is Status.UNKNOWN for k in tiny.keypoints) or all(
@@ -337,12 +339,11 @@ def test_shipped_model_sound(name: str) -> None:
     assert certified > 0
 
 
-def test_thorough_splitting_proves_what_the_early_stop_gives_up() -> None:
-    """A random stride-2 net and frame where, at ±0.2, the default certifier gives up on every
-    keypoint (the early stop after one split, not the depth: its max_depth is 5), while the thorough
-    one proves them all by depth 3, and every sampled argmax stays within r*."""
+def test_branch_and_bound_proves_what_one_pass_cannot() -> None:
+    """A random stride-2 net and frame where, at ±0.2, one bound pass over the whole box proves no
+    keypoint, while the branch and bound proves them all, and every sampled argmax stays within r*."""
     model = _random_model(10, SMALL_UP)
     image = _frame(60, 32, 24)
-    default = certify(model, image, alpha=0.2, beta=0.2, radius=4.0, margins=False)
-    assert not any(k.certified for k in default.keypoints)
-    assert _check_certificates(model, image, 0.2, 0.2, 4.0, 10_000, thorough=True, max_depth=3) == SMALL_UP.num_keypoints
+    one_pass = certify(model, image, alpha=0.2, beta=0.2, radius=4.0, margins=False, max_depth=0)
+    assert not any(k.certified for k in one_pass.keypoints)
+    assert _check_certificates(model, image, 0.2, 0.2, 4.0, 10_000) == SMALL_UP.num_keypoints

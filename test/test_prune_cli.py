@@ -164,11 +164,6 @@ def test_experiment_plus_w_rows_for_any_criterion():
         _runs(ExperimentConfig(methods=("magic+w",)))
 
 
-def test_tradeoff_thorough_needs_max_depth(tmp_path, capsys):
-    assert main(["tradeoff", "--thorough", "--out", str(tmp_path / "t")]) == 2
-    assert "--max-depth" in capsys.readouterr().err
-
-
 def test_pooled_paired_pools_the_files_row_by_row(tmp_path):
     """``pooled-paired``: the per-keypoint outcomes of every file, concatenated per row, against row 0."""
     from dataclasses import asdict

@@ -83,16 +83,22 @@ def test_certificate_message_round_trip():
                             frame_width=640, frame_height=480, keypoints=[
         KeypointCertificate(0, "a", 10.5, 20.5, 1.5, Status.CERTIFIED, 4.0, 2.5, 0.1, 0.2, 3.0),
         KeypointCertificate(1, "b", 1.0, 2.0, 0.5, Status.NOT_CERTIFIED, 4.0, math.inf, 0.0, 0.0, 1.0),
-        KeypointCertificate(2, "c", 3.0, 4.0, 0.1, Status.UNKNOWN, 4.0, math.inf, math.nan, math.nan, 0.0)])
+        KeypointCertificate(2, "c", 3.0, 4.0, 0.1, Status.UNKNOWN, 4.0, math.inf, math.nan, math.nan, 0.0),
+        KeypointCertificate(3, "d", 5.0, 6.0, 0.2, Status.REFUTED, 4.0, math.inf, 0.0, 0.0, 2.0, (1.015, -0.0125)),
+        KeypointCertificate(4, "e", 7.0, 8.0, 0.3, Status.OPEN, 4.0, math.inf, 0.0, 0.0, 9.0)])
     h = Header(frame_id="cam")
     h.stamp.sec, h.stamp.nanosec = 12, 345
     msg = certificate_to_msg(cert, h, "m.safetensors")
     assert msg.header.stamp.nanosec == 345 and msg.model_name == "m.safetensors"
-    assert [k.certified for k in msg.keypoints] == [True, False, False]
-    assert [k.status for k in msg.keypoints] == [0, 1, 2]
+    assert [k.certified for k in msg.keypoints] == [True, False, False, False, False]
+    assert [k.status for k in msg.keypoints] == [0, 1, 2, 3, 4]
+    assert msg.keypoints[3].counterexample_c == pytest.approx(1.015) and math.isnan(msg.keypoints[0].counterexample_c)
     back = msg_to_certificate(msg)
     for a, b in zip(cert.keypoints, back.keypoints):
         assert a.status is b.status and a.name == b.name
+        assert (a.counterexample is None) == (b.counterexample is None)
+        if a.counterexample is not None:
+            assert b.counterexample == pytest.approx(a.counterexample, rel=1e-6)
         for f in ("x", "y", "certified_radius", "beta_star", "alpha_star"):
             x, y = getattr(a, f), getattr(b, f)
             assert (math.isnan(x) and math.isnan(y)) or x == pytest.approx(y, rel=1e-6)

@@ -1,5 +1,7 @@
-"""Launch files parse and name only installed executables and existing config files; the params
-YAMLs configure only declared parameters; `usn-keypoints run` starts and stops nodes cleanly."""
+"""Launch files parse and name only installed executables and existing config files, use only real
+Node arguments (lists where launch_ros wants lists) and declared launch arguments (the cheap check
+where the real `ros2 launch` test cannot run); the params YAMLs configure only declared
+parameters; `usn-keypoints run` starts and stops nodes cleanly."""
 
 import ast
 import shutil
@@ -11,7 +13,14 @@ import yaml
 
 pytest.importorskip("rclpy")
 
+from ros_support import BROKEN_LAUNCH_EDITS, broken_launch_file  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
+# launch_ros.actions.Node keywords (its own and launch's ExecuteProcess/Action ones)
+NODE_KEYWORDS = {"package", "executable", "name", "namespace", "exec_name", "parameters", "remappings",
+                 "ros_arguments", "arguments", "output", "emulate_tty", "respawn", "respawn_delay", "condition",
+                 "additional_env", "env", "cwd", "prefix", "shell", "sigterm_timeout", "sigkill_timeout",
+                 "on_exit", "log_cmd", "cached_output", "output_format"}
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
 
 
@@ -68,6 +77,40 @@ def test_launch_file_names_installed_executables_and_existing_configs(path):
         assert (ROOT / "config" / c).is_file(), f"{path.name} names missing config/{c}"
         sections = yaml.safe_load((ROOT / "config" / c).read_text())
         assert {n["name"] for n in nodes} <= set(sections), f"config/{c} lacks a node section"
+
+
+def launch_file_problems(src: str) -> list[str]:
+    """What the AST shows is wrong in a launch file: unknown Node keywords, ``parameters`` or
+    ``remappings`` that are not lists, LaunchConfiguration names no DeclareLaunchArgument declares."""
+    tree = ast.parse(src)
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
+
+    def first_const(call):
+        return call.args[0].value if call.args and isinstance(call.args[0], ast.Constant) else None
+
+    declared = {first_const(c) for c in calls if c.func.id == "DeclareLaunchArgument"}
+    problems = []
+    for c in calls:
+        if c.func.id == "Node":
+            for k in c.keywords:
+                if k.arg not in NODE_KEYWORDS:
+                    problems.append(f"line {c.lineno}: Node has no argument {k.arg!r}")
+                elif k.arg in ("parameters", "remappings") and not isinstance(k.value, ast.List):
+                    problems.append(f"line {c.lineno}: Node({k.arg}=...) must be a list")
+        elif c.func.id == "LaunchConfiguration" and first_const(c) not in declared:
+            problems.append(f"line {c.lineno}: launch argument {first_const(c)!r} is never declared")
+    return problems
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_file_uses_node_arguments_and_declared_launch_arguments(path):
+    assert launch_file_problems(path.read_text()) == []
+
+
+@pytest.mark.parametrize("kind", list(BROKEN_LAUNCH_EDITS))
+def test_broken_launch_files_are_caught_without_ros2_launch(kind):
+    problems = launch_file_problems(broken_launch_file(kind))
+    assert len(problems) == 1 and BROKEN_LAUNCH_EDITS[kind][2] in problems[0], problems
 
 
 def _declared_parameters() -> dict[str, set[str]]:

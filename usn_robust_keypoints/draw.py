@@ -11,7 +11,8 @@ import numpy as np
 from .certify.results import FrameCertificate, Status
 from .model.preprocess import grid_to_pixels
 
-COLORS = {Status.CERTIFIED: (60, 200, 60), Status.NOT_CERTIFIED: (40, 40, 230), Status.UNKNOWN: (0, 200, 230)}
+COLORS = {Status.CERTIFIED: (60, 200, 60), Status.NOT_CERTIFIED: (40, 40, 230), Status.REFUTED: (40, 40, 230),
+          Status.OPEN: (0, 140, 255), Status.UNKNOWN: (0, 200, 230)}
 KEYPOINT_COLOR = (255, 160, 0)  # uncertified detections (BGR)
 RADIUS_COLOR = (200, 200, 200)  # the requested radius
 
@@ -37,9 +38,10 @@ def draw_keypoints(frame: np.ndarray, keypoints: np.ndarray, names: list[str]) -
 
 def draw_certificate(frame: np.ndarray, cert: FrameCertificate, min_size: int = 0) -> np.ndarray:
     """BGR copy of ``frame`` (upscaled by an integer factor, nearest neighbour, until its long side
-    is at least ``min_size`` px) with every keypoint (cross; green = certified, red = not
-    certified, yellow = unknown), its certified radius r* (circle, when finite), the requested
-    radius (grey circle), a label (name, r*, beta* when known) and a caption with the box."""
+    is at least ``min_size`` px) with every keypoint (cross; green = certified, red = refuted or
+    not certified, orange = open, yellow = unknown), its certified radius r* (circle, when
+    finite), the requested radius (grey circle), a label (name, r* or the status: never a radius
+    that was not proven; beta* when known) and a caption with the box."""
     scale = max(1, int(round(min_size / max(frame.shape[:2])))) if min_size else 1
     out = _bgr(frame, scale)
     for k in cert.keypoints:

@@ -142,11 +142,11 @@ class CertifiedAccuracy:
 def certified_accuracy(model: KeypointModel, images: np.ndarray, keypoints: np.ndarray, eps: tuple[float, ...], *,
                        radius: float = 4.0, tolerance: float = 3.0, symmetries: list[list[int]] | None = None,
                        backend: str = "native", budget_ms: float | None = None, max_depth: int | None = None,
-                       thorough: bool = False, progress: bool = False,
+                       progress: bool = False,
                        desc: str = "certify") -> list[CertifiedAccuracy]:
     """Certify every frame of ``images`` (N, h, w) at the model's input size, with ground truth
     ``keypoints`` (N, K, 2), at ``alpha = beta = e`` for each ``e`` in ``eps`` (radius ``radius``
-    px, margins off; an ``UNKNOWN`` keypoint counts as not certified; ``thorough`` as in
+    px, margins off; an ``UNKNOWN`` keypoint counts as not certified; ``max_depth`` as in
     :func:`~usn_robust_keypoints.certify.certify`). One warm-up call is not timed."""
     from .certify import certify
 
@@ -155,8 +155,7 @@ def certified_accuracy(model: KeypointModel, images: np.ndarray, keypoints: np.n
         raise ValueError(f"need frames at the model's input size {cfg.input_width}x{cfg.input_height}, "
                          f"got shape {tuple(images.shape)}")
     symmetries = symmetries or [list(range(cfg.num_keypoints))]
-    kw = dict(radius=radius, backend=backend, budget_ms=budget_ms, margins=False, max_depth=max_depth,
-              thorough=thorough)
+    kw = dict(radius=radius, backend=backend, budget_ms=budget_ms, margins=False, max_depth=max_depth)
     certify(model, images[0], alpha=eps[0], beta=eps[0], **kw)  # warm-up
     out = []
     for e in eps:

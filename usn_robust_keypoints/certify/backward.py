@@ -15,7 +15,8 @@ start from the row vector ``e_{k,q} - e_{k,s}`` on the output and go backward to
   pixel's exact range of ``z`` on the sub-box.
 
 The result is an affine function of the normalised sub-box parameters ``e in [-1, 1]^2`` that is
-``<= H_q - H_s`` on the whole sub-box; its minimum (at a corner) is returned. Every row of the batch
+``<= H_q - H_s`` on the whole sub-box (:func:`backward_forms`; :func:`backward_margins` returns its
+minimum, at a corner). Every row of the batch
 is independent (one tensor batch, no per-row Python loop).
 """
 
@@ -25,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .bounds import _PAD_FLOOR, FoldedConv, GraphLayer, MaxPool, input_clamp, pool_windows
+from .bounds import _PAD_FLOOR, FoldedConv, GraphLayer, MaxPool, input_clamp, input_terms, pool_windows
 
 ROW_CHUNK = 256
 
@@ -212,18 +213,26 @@ def backward_margins(layers: list[nn.Module], x0: torch.Tensor, boxes: torch.Ten
                      rows: torch.Tensor) -> torch.Tensor:
     """Lower bounds ``(B,)`` of ``min over sub-box n of [H[k, q] - H[k, s]]`` for ``rows (B, 4) =
     (n, k, q, s)`` (``q``, ``s`` flat cell indices of the output), given the ``trace`` of the
-    forward pass of ``layers`` over ``boxes (N, 4)`` on the input ``x0 (1, 1, H, W)``."""
+    forward pass of ``layers`` over ``boxes`` (``(N, 4)`` or parallelograms ``(N, 2, 3)``, see
+    :func:`.bounds.theta_maps`) on the input ``x0 (1, 1, H, W)``."""
+    f = backward_forms(layers, x0, boxes, trace, rows)
+    return f[:, 0] - f[:, 1].abs() - f[:, 2].abs()
+
+
+def backward_forms(layers: list[nn.Module], x0: torch.Tensor, boxes: torch.Tensor, trace: list,
+                   rows: torch.Tensor) -> torch.Tensor:
+    """Affine lower bounds ``(B, 3)`` (constant, coefficients of ``e1``, ``e2``: the normalised
+    parameters of the row's sub-box) of ``H[k, q] - H[k, s]`` for ``rows (B, 4) = (n, k, q, s)``;
+    :func:`backward_margins` is their minimum over the sub-box."""
     tau, layers = input_clamp(layers)
     relax = [_relax(m, t) for m, t in zip(layers, trace)]
-    bx = boxes.to(x0.dtype)
-    cm, cr = ((bx[:, 0] + bx[:, 1]) / 2).view(-1, 1, 1, 1), ((bx[:, 1] - bx[:, 0]) / 2).view(-1, 1, 1, 1)
-    bm, br = ((bx[:, 2] + bx[:, 3]) / 2).view(-1, 1, 1, 1), ((bx[:, 3] - bx[:, 2]) / 2).view(-1, 1, 1, 1)
-    z_mid, z_cx = cm * x0 + bm, cr * x0  # z = z_mid + z_cx e1 + br e2, x0 >= 0
-    clip = _clamp_relaxation(z_mid - z_cx - br, z_mid + z_cx + br, tau)
-    inputs = (z_mid, z_cx, br) + clip
+    z_mid, z_e1, z_e2 = input_terms(x0, boxes)  # z = z_mid + z_e1 e1 + z_e2 e2 (exact)
+    spread = z_e1.abs() + z_e2.abs()
+    clip = _clamp_relaxation(z_mid - spread, z_mid + spread, tau)
+    inputs = (z_mid, z_e1, z_e2) + clip
     out = [_backward_chunk(layers, relax, inputs, rows[i:i + ROW_CHUNK], boxes.shape[0])
            for i in range(0, rows.shape[0], ROW_CHUNK)]
-    return torch.cat(out) if out else torch.zeros(0, dtype=x0.dtype, device=x0.device)
+    return torch.cat(out) if out else torch.zeros(0, 3, dtype=x0.dtype, device=x0.device)
 
 
 def _backward_chunk(layers, relax, inputs, rows, n_boxes) -> torch.Tensor:
@@ -244,15 +253,15 @@ def _backward_chunk(layers, relax, inputs, rows, n_boxes) -> torch.Tensor:
     lam = lam.view(n_rows, k_out, h, w)
     const = torch.zeros(n_rows, dtype=dtype, device=device)
     lam, const = _backward_layers(layers, relax, lam, const, per_row)
-    # Input: x = clip(z), z = z_mid + z_cx e1 + br e2 (exact), relaxed linearly in z per pixel.
-    z_mid, z_cx, br, a_l, b_l, a_u, b_u = (per_row(v) for v in inputs)
+    # Input: x = clip(z), z = z_mid + z_e1 e1 + z_e2 e2 (exact), relaxed linearly in z per pixel.
+    z_mid, z_e1, z_e2, a_l, b_l, a_u, b_u = (per_row(v) for v in inputs)
     pos, neg = lam.clamp_min(0), lam.clamp_max(0)
     mu = pos * a_l + neg * a_u
     const = const + (pos * b_l + neg * b_u).flatten(1).sum(dim=1)
     a0 = const + (mu * z_mid).flatten(1).sum(dim=1)
-    a1 = (mu * z_cx).flatten(1).sum(dim=1)
-    a2 = mu.flatten(1).sum(dim=1) * br.flatten()
-    return a0 - a1.abs() - a2.abs()
+    a1 = (mu * z_e1).flatten(1).sum(dim=1)
+    a2 = (mu * z_e2).flatten(1).sum(dim=1)
+    return torch.stack([a0, a1, a2], dim=1)
 
 
 def _out_hw(head: FoldedConv, in_shape: tuple[int, int, int]) -> tuple[int, int]:

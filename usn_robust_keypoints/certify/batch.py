@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import torch
 from torch import nn
@@ -17,8 +16,8 @@ from torch import nn
 from ..model.preprocess import FrameGeometry
 from ..perturbation import PerturbationBox
 from .bounds import bound_layers, concrete_min, propagate
-from .api import MAX_DEPTH, _certify_box
-from .native import frame_context
+from . import native
+from .native import MAX_DEPTH, frame_context, search
 
 
 def certify_batch(detector: nn.Module, x: torch.Tensor, alpha: float, beta: float, radius: float,
@@ -36,9 +35,11 @@ def certify_batch(detector: nn.Module, x: torch.Tensor, alpha: float, beta: floa
     out: dict[str, list] = {"certified": [], "certified_radius": [], "refuted": [], "unknown": [], "cells": []}
     box = PerturbationBox(alpha, beta)
     for i in range(x.shape[0]):
-        deadline = math.inf if budget_ms is None else time.perf_counter() + budget_ms / 1000.0
+        deadline = math.inf if budget_ms is None else native.clock() + budget_ms / 1000.0
         ctx = frame_context(detector, x[i:i + 1], geo)
-        rstar, states, _ = _certify_box(ctx, box, radius, deadline, max_depth)
+        found = search(ctx, box, radius, deadline, max_depth)
+        states = [found[k].state for k in range(len(found))]
+        rstar = [found[k].rstar for k in range(len(found))]
         out["certified"].append([s == "proven" for s in states])
         out["refuted"].append([s == "refuted" for s in states])
         out["unknown"].append([s == "unknown" for s in states])

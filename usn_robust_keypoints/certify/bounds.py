@@ -91,16 +91,30 @@ def concrete_max(form: torch.Tensor) -> torch.Tensor:
     return form[:, 0] + form[:, 1].abs() + form[:, 2].abs()
 
 
+def theta_maps(boxes: torch.Tensor) -> torch.Tensor:
+    """Affine maps ``(N, 2, 3)`` from the normalised parameters ``e in [-1, 1]^2`` to ``theta``:
+    ``theta_i = m[i, 0] + m[i, 1] e1 + m[i, 2] e2`` (row 0: c, row 1: b). Sub-boxes ``(N, 4) =
+    (c_lo, c_hi, b_lo, b_hi)`` become diagonal maps; ``(N, 2, 3)`` maps (parallelograms) pass through."""
+    if boxes.dim() == 3:
+        return boxes
+    cm, cr = (boxes[:, 0] + boxes[:, 1]) / 2, (boxes[:, 1] - boxes[:, 0]) / 2
+    bm, br = (boxes[:, 2] + boxes[:, 3]) / 2, (boxes[:, 3] - boxes[:, 2]) / 2
+    zero = torch.zeros_like(cm)
+    return torch.stack([torch.stack([cm, cr, zero], 1), torch.stack([bm, zero, br], 1)], 1)
+
+
+def input_terms(x0: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``z = c * x0 + b = z0 + z1 e1 + z2 e2`` per pixel, each ``(N, 1, H, W)``, for sub-boxes or
+    parallelograms ``boxes`` (:func:`theta_maps`); ``x0`` is ``(1, 1, H, W)`` or ``(N, 1, H, W)``."""
+    m = theta_maps(boxes.to(x0.dtype)).view(-1, 2, 3, 1, 1, 1)
+    x0 = x0.expand(m.shape[0], *x0.shape[1:])
+    return tuple(m[:, 0, i] * x0 + m[:, 1, i] for i in range(3))
+
+
 def input_forms(x0: torch.Tensor, boxes: torch.Tensor) -> Forms:
     """Exact forms of ``z = c * x0 + b`` (before the clip) for sub-boxes ``(N, 4) = (c_lo, c_hi,
-    b_lo, b_hi)``; ``x0`` is ``(1, 1, H, W)`` or ``(N, 1, H, W)``."""
-    boxes = boxes.to(x0.dtype)
-    cm = ((boxes[:, 0] + boxes[:, 1]) / 2).view(-1, 1, 1, 1)
-    cr = ((boxes[:, 1] - boxes[:, 0]) / 2).view(-1, 1, 1, 1)
-    bm = ((boxes[:, 2] + boxes[:, 3]) / 2).view(-1, 1, 1, 1)
-    br = ((boxes[:, 3] - boxes[:, 2]) / 2).view(-1, 1, 1, 1)
-    x0 = x0.expand(boxes.shape[0], *x0.shape[1:])
-    z = torch.stack([cm * x0 + bm, cr * x0, br.expand_as(x0)], dim=1)
+    b_lo, b_hi)`` or parallelograms ``(N, 2, 3)`` (:func:`theta_maps`)."""
+    z = torch.stack(input_terms(x0, boxes), dim=1)
     return Forms(z, z)
 
 
@@ -365,7 +379,7 @@ def fuse_upsample(layers: list) -> list:
 
 def propagate(layers: list[nn.Module], x0: torch.Tensor, boxes: torch.Tensor, trace: list | None = None) -> Forms:
     """Forms of the output heatmaps ``(N, 3, K, h, w)`` over the sub-boxes ``(N, 4) = (c_lo, c_hi,
-    b_lo, b_hi)`` for the input ``x(theta) = clip(c * x0 + b, 0, 1)`` (and the network's input
+    b_lo, b_hi)`` (or parallelograms ``(N, 2, 3)``, :func:`theta_maps`) for the input ``x(theta) = clip(c * x0 + b, 0, 1)`` (and the network's input
     clamp, if ``layers`` starts with one).
 
     With a ``trace`` list, one entry per layer after the input clamp is appended: for a ReLU the concrete bounds

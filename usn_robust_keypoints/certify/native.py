@@ -1,16 +1,35 @@
-"""Native certifier: forward-mode affine bounds + refinement of the theta box where the spec fails.
+"""Native certifier: forward-mode affine bounds over θ sub-boxes and a best-first branch and bound.
 
-Per frame: one bound pass over the whole box on the whole image gives, for every keypoint, the
-provable radius of the box (:mod:`.spec`). Keypoints not proven at the requested radius get their
-sub-boxes split (2 or 4 children), and the children are bounded as one batch on a *crop* of the
-input that covers only the receptive field of the still-undecided heatmap cells (forward-mode
-bounds are local, so the crop's valid cells get exactly the full-image bounds). The network is
-evaluated at the children's centres: an argmax outside the disk is a counter-example
-(``NOT_CERTIFIED``). A deadline turns still-open keypoints into ``UNKNOWN``.
+Per frame and box, :func:`search` keeps a set of *leaves*: sub-boxes of the θ box, each with the
+keypoints still open on it. Every leaf has a *tile* (the part of the box it is responsible for;
+the tiles of a keypoint's leaves always cover the whole box) and a *search box* inside its tile
+(the part its bounds have not proven yet). One round:
+
+1. picks up to :data:`MAX_BATCH` leaves: the open keypoint closest to a proof first (highest worst
+   margin over its leaves), its leaves worst margin first;
+2. bounds them in one batched forward pass (:func:`.bounds.propagate`): every spec row
+   ``H_q - H_s`` (``s`` outside the disk, ``q`` a candidate inside) gets an affine lower bound in
+   the leaf's normalised parameters; rows proven stay proven in the children (requirements are
+   inherited, :mod:`.spec`); a leaf with few open rows gets the tighter backward bounds for them
+   (:mod:`.backward`, at most :data:`MAX_ROWS` rows per leaf and keypoint);
+3. shrinks the search box to the bounding box of the part that no linear lower bound proves (in
+   2-D each bound ``l(e) > tol`` is a half-plane; closed form, cf. Clip-and-Verify): a θ is only
+   dropped when every open row of every open keypoint is proven there;
+4. tries the real network at the search boxes' centres (and the box's corners and edge midpoints
+   in the first round; a few projected sign-gradient steps for keypoints that keep many leaves):
+   an argmax outside the disk refutes the keypoint, with that θ;
+5. splits each leaf in two along ``c`` or ``b``, the side whose bound coefficients (times the
+   side's length) weigh most over the open rows (cf. α,β-CROWN's ``sb`` input split).
+
+A keypoint is proven when none of its leaves is left. The search stops a keypoint as ``open`` at
+:data:`MAX_DEPTH` splits or when the open leaves exceed :data:`MAX_LEAVES` (the keypoint with the
+most leaves is stopped first: a hard memory cap), and the deadline ends it as ``unknown``; the
+sequence of rounds does not depend on the deadline, so a smaller budget proves a subset of what a
+larger one proves. Tensors live on the frame's device (CPU or CUDA, the same code).
 
 Float rounding: bounds are computed in the model's dtype (float32); a margin counts as proven only
-when it exceeds ``SAFETY * (1 + max |heatmap|)``, which is orders of magnitude above the float32
-rounding error of these shallow networks (~1e-6 relative), and the sampling tests check it.
+when it exceeds ``SAFETY * (1 + max |heatmap|)``, orders of magnitude above the float32 rounding of
+these shallow networks, and the shrinking keeps every θ whose bound is below twice that.
 """
 
 from __future__ import annotations
@@ -21,32 +40,34 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..model.preprocess import FrameGeometry, decode_heatmaps
-from ..perturbation import apply_perturbation
-from .bounds import FoldedConv, bound_layers, net_input_clamp, propagate
-from .backward import backward_margins
-from .spec import candidate_cells, cell_distances, pair_margins, requirements, requirements_from_margins
+from ..perturbation import PerturbationBox, apply_perturbation
+from .backward import backward_forms
+from .bounds import FoldedConv, bound_layers, net_input_clamp, propagate, theta_maps
+from .spec import candidate_cells, cell_distances, requirements_from_margins
 
 SAFETY = 1e-4
-MAX_BATCH = 64
-MAX_ROWS = 64  # undecided spec rows per sub-box sent to the backward pass
-MAX_LEAVES = 64  # sub-boxes per keypoint before giving up (NOT_CERTIFIED)
-FULL_CROP = 0.5  # crops larger than this fraction of the frame use the shared full-frame bounds
-HOPELESS_DEPTH = 1  # give up after this many splits when every leaf fails or > MAX_ROWS rows stay open
+# The clock of budgets and deadlines (wall time). A benchmark on a shared machine may set it to
+# ``time.thread_time`` (the certifying thread's CPU time, one torch thread) to measure budgets free
+# of other processes' load; deadlines passed to :func:`search` are on this clock.
+clock = time.perf_counter
+MAX_BATCH = 4  # leaves bounded per round (one batched pass)
+MAX_LEAVES = 1024  # open leaves per frame at most (memory cap; ~50 KB each for 4 keypoints)
+MAX_DEPTH = 24  # splits per leaf at most (each halves one side)
+MAX_ROWS = 8  # open spec rows per leaf and keypoint sent to the backward pass
+PGD_AFTER = 16  # gradient counter-example search once a keypoint has this many open leaves
+PGD_STEPS = 8
+WARM_TILES = 64  # largest partition per keypoint kept for a warm start
 
 
 @dataclass
 class NetPlan:
-    """A folded detector ready for bounding: its layers, output stride, crop alignment and the
-    receptive-field margins (top, bottom, left, right) in input pixels around a cell's pixels."""
+    """A folded detector ready for bounding: its layers and output stride."""
 
     layers: list[nn.Module]
     stride: int
-    align: int
-    rf: tuple[int, int, int, int]
 
 
 _PLANS: dict[int, tuple[tuple, NetPlan]] = {}
@@ -77,58 +98,9 @@ def make_plan(net: nn.Module) -> NetPlan:
             up *= m.upscale_factor
     if down % up:
         raise ValueError("output stride must be an integer")
-    plan = NetPlan(layers, down // up, down, _receptive_field(layers, down // up, down))
+    plan = NetPlan(layers, down // up)
     _PLANS[key] = (fp, plan)
     return plan
-
-
-def _receptive_field(layers: list[nn.Module], stride: int, align: int) -> tuple[int, int, int, int]:
-    """Margins of the receptive field of one output cell around its own input pixels, from the
-    gradient support of the network with all-ones kernels (no cancellation possible)."""
-    size = 64 * align
-    while True:
-        x = torch.zeros(1, 1, size, size, dtype=torch.float64, requires_grad=True)
-        y = x
-        for m in layers:
-            if isinstance(m, FoldedConv):
-                k = torch.ones(1, 1, *m.kernel_size, dtype=torch.float64)
-                y = F.conv2d(y, k, None, m.stride, m.padding, m.dilation)
-            elif isinstance(m, nn.Upsample):
-                y = F.interpolate(y, scale_factor=m.scale_factor, mode="nearest")
-            elif isinstance(m, nn.PixelShuffle):  # support of any phase <= nearest upsampling of the union
-                y = F.interpolate(y, scale_factor=m.upscale_factor, mode="nearest")
-        c = y.shape[-1] // 2
-        y[0, 0, c, c].backward()
-        rows = torch.nonzero(x.grad[0, 0].abs().sum(1)).flatten()
-        cols = torch.nonzero(x.grad[0, 0].abs().sum(0)).flatten()
-        if rows.min() > 0 and cols.min() > 0 and rows.max() < size - 1 and cols.max() < size - 1:
-            lo, hi = c * stride, c * stride + stride - 1
-            return (int(lo - rows.min()), int(rows.max() - hi), int(lo - cols.min()), int(cols.max() - hi))
-        size *= 2
-
-
-@dataclass
-class _Job:
-    """One keypoint to certify over one box at one radius; its sub-boxes are the leaves."""
-
-    k: int
-    box: torch.Tensor  # (4,) c_lo, c_hi, b_lo, b_hi
-    radius: float
-    boxes: torch.Tensor = None  # (L, 4)
-    req: torch.Tensor = None  # (L, h*w)
-    depth: torch.Tensor = None  # (L,)
-    state: str = "open"  # open | proven | refuted | exhausted | unknown
-    backward_done: bool = False  # the root leaf has only forward bounds until the first round
-    root_sampled: bool = False  # the root box's corners were tried as counter-examples
-    time_s: float = 0.0
-
-    @property
-    def rho(self) -> torch.Tensor:
-        return self.req.amax(dim=1)
-
-    @property
-    def certified_radius(self) -> float:
-        return float(self.rho.max())
 
 
 @dataclass
@@ -144,14 +116,7 @@ class FrameContext:
     tol: float
     max_candidates: int = 25
     q_cache: dict = field(default_factory=dict)
-    form_cache: dict = field(default_factory=dict)  # box -> full-frame forms (+ trace), shared by keypoints
-    sample_cache: dict = field(default_factory=dict)  # theta -> argmax cell (K,) of the real network
-    box_seconds: float = 0.0  # measured time of one full-frame bound pass per sub-box (budget planning)
-
-    @property
-    def full_crop(self) -> tuple[int, int, int, int]:
-        """The crop ``(y0, y1, x0, x1)`` covering the whole frame."""
-        return 0, self.x0.shape[-2], 0, self.x0.shape[-1]
+    box_seconds: float = 0.0  # measured time of one search round per leaf (budget planning)
 
     def candidates(self, k: int, radius: float) -> torch.Tensor:
         key = (k, radius)
@@ -175,264 +140,477 @@ def frame_context(detector: nn.Module, x0: torch.Tensor, geometry: FrameGeometry
                         (h, w), tol)
 
 
-def _crop_for(ctx: FrameContext, flat_cells: torch.Tensor) -> tuple[int, int, int, int]:
-    """Input-pixel crop [y0, y1) x [x0, x1) whose valid output cells include ``flat_cells``."""
-    H, W = ctx.x0.shape[-2:]
-    h, w = ctx.heatmap_size
-    s, a = ctx.plan.stride, ctx.plan.align
-    if H % a or W % a:
-        return 0, H, 0, W
-    rows, cols = flat_cells // w, flat_cells % w
-    top, bottom, left, right = ctx.plan.rf
-    y0 = max(0, (int(rows.min()) * s - top) // a * a)
-    x0 = max(0, (int(cols.min()) * s - left) // a * a)
-    y1 = min(H, -(-((int(rows.max()) + 1) * s + bottom) // a) * a)
-    x1 = min(W, -(-((int(cols.max()) + 1) * s + right) // a) * a)
-    if (y1 - y0) * (x1 - x0) > FULL_CROP * H * W:
-        return 0, H, 0, W  # the full frame's bounds are shared by every keypoint (see _full_forms)
-    return y0, y1, x0, x1
+@dataclass
+class KeypointResult:
+    """Outcome of :func:`search` for one keypoint: ``state`` proven / refuted / open (the search
+    stopped: depth or memory cap) / unknown (deadline); ``rstar`` the radius proven (``inf``
+    unless proven); ``counterexample`` the θ = (c, b) of a refutation; ``tiles`` the final
+    partition of the box (for a warm start; empty when refuted)."""
+
+    state: str = "search"
+    rstar: float = math.inf
+    counterexample: tuple[float, float] | None = None
+    decided_at: float = math.nan  # clock() when the state became final
+    leaves: int = 0  # sub-boxes bounded for this keypoint
+    peak_leaves: int = 0  # most open leaves of the frame's search at any moment
+    tiles: list = field(default_factory=list)
+    rho: float = 0.0  # largest requirement of the leaves that closed it
+    inexact: bool = False  # part of the box was proven by shrinking (then r* >= radius)
 
 
-def _valid_cells(ctx: FrameContext, crop: tuple[int, int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Global and crop flat indices of the output cells a crop computes exactly."""
-    H, W = ctx.x0.shape[-2:]
-    h, w = ctx.heatmap_size
-    s = ctx.plan.stride
-    y0, y1, x0, x1 = crop
-    top, bottom, left, right = ctx.plan.rf
-    r = torch.arange(y0 // s, y1 // s, device=ctx.dist.device)
-    c = torch.arange(x0 // s, x1 // s, device=ctx.dist.device)
-    r = r[((r * s - top >= y0) | (y0 == 0)) & (((r + 1) * s - 1 + bottom < y1) | (y1 == H))]
-    c = c[((c * s - left >= x0) | (x0 == 0)) & (((c + 1) * s - 1 + right < x1) | (x1 == W))]
-    g = (r.view(-1, 1) * w + c.view(1, -1)).flatten()
-    wc = (x1 - x0) // s
-    local = ((r - y0 // s).view(-1, 1) * wc + (c - x0 // s).view(1, -1)).flatten()
-    return g, local
+class WarmStart:
+    """Per-stream state for :func:`search`: the final partition of the box of every keypoint in
+    the previous frame, per (box, radius). The next frame starts from it (the proof is still
+    recomputed on every tile); a refuted keypoint starts from the whole box."""
 
+    def __init__(self) -> None:
+        self.partitions: dict[tuple, dict[int, torch.Tensor]] = {}
 
-def _full_forms(ctx: FrameContext, boxes: torch.Tensor, with_trace: bool) -> tuple[torch.Tensor, torch.Tensor, list | None]:
-    """Full-frame forms ``(n, 3, K, h, w)`` of ``boxes`` (and their trace), computed once per frame
-    and sub-box: every keypoint splits the same box into the same children, so they share them."""
-    keys = [tuple(b) for b in boxes.tolist()]
-    todo = list(dict.fromkeys(k for k in keys if k not in ctx.form_cache or
-                              (with_trace and ctx.form_cache[k][2] is None)))
-    for i in range(0, len(todo), MAX_BATCH):
-        chunk = torch.tensor(todo[i:i + MAX_BATCH], dtype=boxes.dtype, device=boxes.device)
-        trace = [] if with_trace else None
-        t0 = time.perf_counter()
-        f = propagate(ctx.plan.layers, ctx.x0, chunk, trace)
-        ctx.box_seconds = max(ctx.box_seconds, (time.perf_counter() - t0) / len(chunk))
-        for j, key in enumerate(todo[i:i + MAX_BATCH]):
-            t = None if trace is None else [(e[0][j:j + 1], e[1][j:j + 1]) if isinstance(e[0], torch.Tensor) else e
-                                            for e in trace]
-            ctx.form_cache[key] = (f.lower[j:j + 1], f.upper[j:j + 1], t)
-    hits = [ctx.form_cache[k] for k in keys]
-    lower = torch.cat([h[0] for h in hits])
-    upper = torch.cat([h[1] for h in hits])
-    if not with_trace:
-        return lower, upper, None
-    trace = [(torch.cat([h[2][i][0] for h in hits]), torch.cat([h[2][i][1] for h in hits]))
-             if isinstance(e[0], torch.Tensor) else e for i, e in enumerate(hits[0][2])]
-    return lower, upper, trace
+    def get(self, key: tuple, k: int) -> torch.Tensor | None:
+        return self.partitions.get(key, {}).get(k)
 
-
-def _bound_requirements(ctx: FrameContext, job: _Job, boxes: torch.Tensor, crop, cells_g, cells_l,
-                        backward: bool = True) -> torch.Tensor:
-    """req (N, S) on the crop's valid cells for ``job``'s keypoint over ``boxes``: forward-mode
-    difference bounds, then (``backward``) a backward pass for the rows they leave undecided."""
-    y0, y1, x0, x1 = crop
-    xc = ctx.x0[..., y0:y1, x0:x1]
-    q = ctx.candidates(job.k, job.radius)
-    pos = torch.full((ctx.dist.shape[1],), -1, dtype=torch.long, device=q.device)
-    pos[cells_g] = cells_l
-    q_local = pos[q]
-    dq, ds = ctx.dist[job.k, q], ctx.dist[job.k, cells_g]
-    full = crop == ctx.full_crop
-    out = []
-    for i in range(0, boxes.shape[0], MAX_BATCH):
-        chunk = boxes[i:i + MAX_BATCH]
-        if full:  # shared with the other keypoints of the frame
-            lower, upper, trace = _full_forms(ctx, chunk, backward)
+    def put(self, key: tuple, k: int, tiles: torch.Tensor | None) -> None:
+        part = self.partitions.setdefault(key, {})
+        if tiles is None or len(tiles) == 0 or len(tiles) > WARM_TILES:
+            part.pop(k, None)
         else:
-            trace = [] if backward else None
-            f = propagate(ctx.plan.layers, xc, chunk, trace)
-            lower, upper = f.lower, f.upper
-        lo = lower[:, :, job.k].flatten(2)
-        hi = upper[:, :, job.k].flatten(2)
-        margin = pair_margins(lo[:, :, q_local], hi[:, :, cells_l])  # (n, Q, S)
-        req = requirements_from_margins(margin, dq, ds, ctx.tol)
-        if backward:
-            _backward_refine(ctx, job, xc, chunk, trace, margin, req, q_local, cells_l, dq)
-        out.append(req)
-    return torch.cat(out)
+            part[k] = tiles
 
 
-def _backward_refine(ctx: FrameContext, job: _Job, xc: torch.Tensor, boxes: torch.Tensor, trace: list,
-                     margin: torch.Tensor, req: torch.Tensor, q_local: torch.Tensor, cells_l: torch.Tensor,
-                     dq: torch.Tensor) -> None:
-    """Backward-bound the rows ``(q, s)`` the forward margins leave undecided (every outside cell
-    s of a failing sub-box with at most :data:`MAX_ROWS` such cells, against the candidate q inside
-    the disk with the best forward margin) and lower ``req`` (in place) where they prove dominance."""
-    open_ = req > job.radius  # (n, S)
-    count = open_.sum(dim=1)
-    open_ &= ((count > 0) & (count <= MAX_ROWS)).view(-1, 1)
-    idx = torch.nonzero(open_)
-    if idx.shape[0] == 0:
-        return
-    inside = dq <= job.radius
-    best_q = torch.where(inside.view(1, -1, 1), margin, torch.full_like(margin, -math.inf)).argmax(dim=1)  # (n, S)
-    qi = best_q[idx[:, 0], idx[:, 1]]
-    k = torch.full_like(qi, job.k)
-    rows = torch.stack([idx[:, 0], k, q_local[qi], cells_l[idx[:, 1]]], dim=1)
-    lb = torch.maximum(backward_margins(ctx.plan.layers, xc, boxes, trace, rows), margin[idx[:, 0], qi, idx[:, 1]])
-    ok = lb > ctx.tol
-    req[idx[ok, 0], idx[ok, 1]] = torch.minimum(req[idx[ok, 0], idx[ok, 1]], dq[qi[ok]])
+@dataclass
+class _Leaves:
+    """The open leaves (N of them): tile and search box (c_lo, c_hi, b_lo, b_hi) in float64, open
+    keypoints (N, K), inherited requirements (N, K, S), worst margin per keypoint (N, K), depth."""
+
+    tile: torch.Tensor
+    box: torch.Tensor
+    open: torch.Tensor
+    req: torch.Tensor
+    lb: torch.Tensor
+    depth: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.tile.shape[0]
+
+    def take(self, idx: torch.Tensor) -> "_Leaves":
+        return _Leaves(*(t[idx] for t in (self.tile, self.box, self.open, self.req, self.lb, self.depth)))
+
+    @staticmethod
+    def cat(parts: list["_Leaves"]) -> "_Leaves":
+        return _Leaves(*(torch.cat([getattr(p, n) for p in parts]) for n in
+                         ("tile", "box", "open", "req", "lb", "depth")))
 
 
-def _split(boxes: torch.Tensor) -> torch.Tensor:
-    """Children of sub-boxes: halve every dimension of non-zero width (2 or 4 children)."""
-    cm, bm = (boxes[:, 0] + boxes[:, 1]) / 2, (boxes[:, 2] + boxes[:, 3]) / 2
-    c_parts = [(boxes[:, 0], cm), (cm, boxes[:, 1])] if bool((boxes[:, 1] > boxes[:, 0]).any()) else [(boxes[:, 0], boxes[:, 1])]
-    b_parts = [(boxes[:, 2], bm), (bm, boxes[:, 3])] if bool((boxes[:, 3] > boxes[:, 2]).any()) else [(boxes[:, 2], boxes[:, 3])]
-    kids = [torch.stack([c0, c1, b0, b1], dim=1) for c0, c1 in c_parts for b0, b1 in b_parts]
-    return torch.stack(kids, dim=1).reshape(-1, 4)
+def _halfplane_range(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Range ``[lo, hi]`` of ``x in [-1, 1]`` such that ``c + a x + b y <= t`` for some ``y in
+    [-1, 1]`` (elementwise; ``lo > hi`` when there is none): the projection on ``x`` of the
+    half-plane's part of the square."""
+    r = t - c + b.abs()
+    ratio = r / torch.where(a == 0, torch.ones_like(a), a)
+    one = torch.ones_like(a)
+    lo = torch.where(a < 0, ratio.clamp_min(-1.0), -one)
+    hi = torch.where(a > 0, ratio.clamp_max(1.0), one)
+    none = (a == 0) & (r < 0)
+    return torch.where(none, one, lo), torch.where(none, -one, hi)
 
 
-def _refuted(ctx: FrameContext, job: _Job, thetas: torch.Tensor, crop, cells_g, cells_l) -> bool:
-    """True when the real network at one of ``thetas`` (M, 2) has its argmax outside the disk.
+class _Coords:
+    """Search coordinates ``p`` of the θ box ``R = [c_lo, c_hi] x [b_lo, b_hi]`` (leaves are boxes in
+    ``p``). ``kink=False``: ``p = (c, b)``. ``kink=True``: ``p = (w, b)`` with ``w = c + b - 1``,
+    where the clip's kinks of saturated pixels are axis-parallel (``x0 = 1``: ``c x0 + b = 1`` is
+    ``w = 0``; ``x0 = 0``: ``b = 0``) and the root's midlines; a box in ``p`` is a parallelogram
+    in θ, and the root box in ``p`` covers ``R`` (every leaf is clipped to its part over ``R``)."""
 
-    Screened on the crop (an argmax outside the disk can only be an undecided cell, all of which
-    the crop computes exactly), confirmed on the whole frame with the unfolded detector
-    (:func:`_sample_argmax`, shared by the keypoints; a full-frame crop goes there directly)."""
-    if crop != ctx.full_crop:
-        y0, y1, x0, x1 = crop
-        c, b = thetas[:, 0].to(ctx.x0.dtype), thetas[:, 1].to(ctx.x0.dtype)
-        with torch.no_grad():
-            x = apply_perturbation(ctx.x0[..., y0:y1, x0:x1].expand(len(c), -1, -1, -1), c, b)
-            for m in ctx.plan.layers:
-                x = m(x)
-        best = cells_g[x[:, job.k].flatten(1)[:, cells_l].argmax(dim=1)]
-        suspect = ctx.dist[job.k][best] > job.radius
-        if not bool(suspect.any()):
-            return False
-        thetas = thetas[suspect]
-    return bool((ctx.dist[job.k][_sample_argmax(ctx, thetas)[:, job.k]] > job.radius).any())
+    def __init__(self, box: tuple[float, float, float, float], kink: bool, device) -> None:
+        self.r = torch.tensor(box, dtype=torch.float64, device=device)
+        self.kink = kink
+        c0, c1, b0, b1 = box
+        self.root = torch.tensor([c0 + b0 - 1, c1 + b1 - 1, b0, b1] if kink else box, dtype=torch.float64, device=device)
+
+    def initial(self) -> torch.Tensor:
+        """The first tiles: the root, cut at the kink lines ``w = 0`` and ``b = 0`` where they cross it."""
+        if not self.kink:
+            return self.root.view(1, 4)
+        w0, w1, b0, b1 = self.root.tolist()
+        ws = [(w0, 0.0), (0.0, w1)] if w0 < 0 < w1 else [(w0, w1)]
+        bs = [(b0, 0.0), (0.0, b1)] if b0 < 0 < b1 else [(b0, b1)]
+        return torch.tensor([[*w, *b] for w in ws for b in bs], dtype=torch.float64, device=self.root.device)
+
+    def maps(self, p: torch.Tensor) -> torch.Tensor:
+        """Affine maps ``(N, 2, 3)`` from ``e`` to θ of the leaves ``p (N, 4)`` (:func:`.bounds.theta_maps`)."""
+        m = theta_maps(p)
+        if not self.kink:
+            return m
+        c = m[:, 0] - m[:, 1]
+        c[:, 0] += 1.0
+        return torch.stack([c, m[:, 1]], 1)
+
+    def clip(self, p: torch.Tensor) -> torch.Tensor:
+        """The bounding box of each leaf's part over ``R`` (rows with ``lo > hi`` are empty)."""
+        c0, c1, b0, b1 = self.r.tolist()
+        if not self.kink:
+            return torch.stack([p[:, 0].clamp_min(c0), p[:, 1].clamp_max(c1), p[:, 2].clamp_min(b0),
+                                p[:, 3].clamp_max(b1)], 1)
+        w_lo, w_hi, b_lo, b_hi = p[:, 0], p[:, 1], p[:, 2].clamp_min(b0), p[:, 3].clamp_max(b1)
+        d0, d1 = c0 - 1, c1 - 1  # w - b = c - 1
+        for _ in range(2):
+            w_lo, w_hi = torch.maximum(w_lo, b_lo + d0), torch.minimum(w_hi, b_hi + d1)
+            b_lo, b_hi = torch.maximum(b_lo, w_lo - d1), torch.minimum(b_hi, w_hi - d0)
+        return torch.stack([w_lo, w_hi, b_lo, b_hi], 1)
+
+    def theta(self, pts: torch.Tensor) -> torch.Tensor:
+        """θ (M, 2) of points ``pts`` (M, 2) in ``p``, clamped into ``R``."""
+        th = torch.stack([pts[:, 0] + 1 - pts[:, 1], pts[:, 1]], 1) if self.kink else pts
+        return torch.minimum(torch.maximum(th, self.r[[0, 2]]), self.r[[1, 3]])
 
 
-def _sample_argmax(ctx: FrameContext, thetas: torch.Tensor) -> torch.Tensor:
-    """Argmax cells (M, K, flat indices) of the real detector on the full frame at ``thetas`` (M, 2); each theta
-    is evaluated once per frame (the keypoints try the same sub-box corners)."""
-    keys = [tuple(t) for t in thetas.tolist()]
-    todo = list(dict.fromkeys(k for k in keys if k not in ctx.sample_cache))
-    if todo:
-        t = torch.tensor(todo, dtype=ctx.x0.dtype, device=ctx.x0.device)
-        with torch.no_grad():
-            hm = ctx.detector(apply_perturbation(ctx.x0.expand(len(todo), -1, -1, -1), t[:, 0], t[:, 1]))
-        rows, cols, _ = decode_heatmaps(hm)  # the decoding of predict
-        for key, cells in zip(todo, rows * hm.shape[-1] + cols):
-            ctx.sample_cache[key] = cells
-    return torch.stack([ctx.sample_cache[k] for k in keys])
+def search(ctx: FrameContext, box: PerturbationBox | tuple[float, float, float, float], radius: float, deadline: float = math.inf,
+           max_depth: int = MAX_DEPTH, backward: bool = True, keypoints: list[int] | None = None,
+           warm: WarmStart | None = None, max_leaves: int = MAX_LEAVES) -> dict[int, KeypointResult]:
+    """Certify ``keypoints`` (default all) of the frame over ``box = (c_lo, c_hi, b_lo, b_hi)`` at
+    ``radius`` frame pixels (module doc): one bound pass over the box itself, then, for the
+    keypoints it leaves open, the branch and bound in the clip-kink coordinates (a 2-D box) or in
+    (c, b) (a 1-D box). ``warm`` (read and updated) starts the branch and bound from the previous
+    frame's partitions. ``max_depth=0``: the first pass only."""
+    dev = ctx.x0.device
+    if isinstance(box, PerturbationBox):
+        box = box.limits
+    ks = list(range(ctx.dist.shape[0])) if keypoints is None else list(keypoints)
+    two_d = box[1] > box[0] and box[3] > box[2]
+    wkey = (tuple(round(v, 12) for v in box), float(radius), tuple(ctx.dist.shape))
+    res = _run(ctx, _Coords(box, False, dev), radius, deadline, 0 if two_d else max_depth, backward, ks,
+               None, max_leaves, True)
+    if two_d and max_depth > 0:
+        rest = [k for k in ks if res[k].state == "open"]
+        if rest:
+            starts = {k: warm.get(wkey, k) for k in rest} if warm is not None else None
+            more = _run(ctx, _Coords(box, True, dev), radius, deadline, max_depth, backward, rest, starts,
+                        max_leaves, False)
+            for k, r in more.items():
+                r.leaves += res[k].leaves
+                r.peak_leaves = max(r.peak_leaves, res[k].peak_leaves)
+                res[k] = r
+    if warm is not None:
+        for k, r in res.items():
+            warm.put(wkey, k, torch.cat(r.tiles) if (r.tiles and r.state != "refuted" and two_d and r.leaves > 1) else None)
+    return res
 
 
-def solve(ctx: FrameContext, jobs: list[_Job], deadline: float, max_depth: int, backward: bool = True,
-          thorough: bool = False) -> None:
-    """Decide every job (state proven/refuted/exhausted/unknown) within the deadline; ``backward``
-    enables the backward refinement of undecided spec rows (else forward bounds + splitting only);
-    ``thorough`` splits every failing sub-box down to ``max_depth`` (no hopeless stop, no leaf cap)."""
-    g_all, l_all = _valid_cells(ctx, ctx.full_crop)
-    t0 = time.perf_counter()
-    uniq, inverse = torch.unique(torch.stack([j.box for j in jobs]), dim=0, return_inverse=True)
-    lower, upper, _ = _full_forms(ctx, uniq, backward)
-    for j, u in zip(jobs, inverse.tolist()):
-        q = ctx.candidates(j.k, j.radius)
-        lo = lower[u:u + 1, :, j.k].flatten(2)
-        hi = upper[u:u + 1, :, j.k].flatten(2)
-        j.boxes = j.box.view(1, 4)
-        j.req = requirements(lo[:, :, q], hi[:, :, l_all], ctx.dist[j.k, q], ctx.dist[j.k, g_all], ctx.tol)
-        j.depth = torch.zeros(1, dtype=torch.long)
-    shared = (time.perf_counter() - t0) / len(jobs)
-    for j in jobs:
-        j.time_s += shared
-        if float(j.rho.max()) <= j.radius:
-            j.state = "proven"
+def _run(ctx: FrameContext, coords: _Coords, radius: float, deadline: float, max_depth: int, backward: bool,
+         ks: list[int], starts: dict | None, max_leaves: int, first_free: bool) -> dict[int, KeypointResult]:
+    """The branch and bound of :func:`search` in ``coords`` for keypoints ``ks`` from ``starts``
+    (tiles per keypoint; default the root); ``first_free``: the first round runs whatever the deadline."""
+    n_k, n_s = ctx.dist.shape
+    res = {k: KeypointResult() for k in ks}
+    dev, dt = ctx.x0.device, ctx.x0.dtype
+    root = coords.root
+    starts = {k: (starts.get(k) if starts else None) for k in ks}
+    starts = {k: (t if t is not None else coords.initial()) for k, t in starts.items()}
+    uniq, inv = torch.unique(torch.cat(list(starts.values())), dim=0, return_inverse=True)
+    opened = torch.zeros(len(uniq), n_k, dtype=torch.bool, device=dev)
+    at = 0
+    for k, t in starts.items():
+        opened[inv[at:at + len(t)], k] = True
+        at += len(t)
+    n = len(uniq)
+    leaves = _Leaves(uniq, coords.clip(uniq), opened, ctx.dist.unsqueeze(0).expand(n, -1, -1).clone(),
+                     torch.full((n, n_k), -math.inf, dtype=dt, device=dev), torch.zeros(n, dtype=torch.long, device=dev))
+    width = root[[1, 3]] - root[[0, 2]]
+    first = True
+    pgd_done: set[int] = set()
+    out_of_time = False
     while True:
-        open_jobs = [j for j in jobs if j.state == "open"]
-        if not open_jobs:
-            return
-        for j in open_jobs:
-            if time.perf_counter() > deadline or (
-                    math.isfinite(deadline) and time.perf_counter() + _round_seconds(ctx, j, backward) > deadline):
-                j.state = "unknown"  # out of budget, or the next round would overrun it
-                continue
-            t1 = time.perf_counter()
-            _refine(ctx, j, max_depth, backward, thorough)
-            j.time_s += time.perf_counter() - t1
+        _close_finished(leaves, res)
+        if not any(r.state == "search" for r in res.values()):
+            break
+        n_batch = min(MAX_BATCH, len(leaves))
+        now = clock()
+        if out_of_time or not (first and first_free) and (now > deadline or now + ctx.box_seconds * n_batch > deadline):
+            for r in res.values():
+                if r.state == "search":
+                    r.state = "unknown"
+            break
+        t0 = now
+        idx = _select(leaves, res, n_batch)
+        rest_mask = torch.ones(len(leaves), dtype=torch.bool, device=dev)
+        rest_mask[idx] = False
+        batch, rest = leaves.take(idx), leaves.take(torch.nonzero(rest_mask).flatten())
+        counts = batch.open.sum(dim=0)
+        new_box, split_dim = _bound(ctx, coords, batch, radius, backward, res, width)
+        batch.box = new_box
+        # Counter-examples: the new search boxes' centres (and, first, the box's corners and edges).
+        live = batch.open.any(dim=1)
+        centres = torch.stack([(new_box[live, 0] + new_box[live, 1]) / 2, (new_box[live, 2] + new_box[live, 3]) / 2], 1)
+        thetas = coords.theta(centres)
+        if first:
+            thetas = torch.cat([_root_points(coords.r), thetas])
+        _refute(ctx, thetas, radius, res, [batch, rest])
+        for k in ks:
+            if res[k].state == "search" and k not in pgd_done and \
+                    int(batch.open[:, k].sum() + rest.open[:, k].sum()) >= PGD_AFTER:
+                if clock() + PGD_STEPS * 2 * ctx.box_seconds > deadline:
+                    out_of_time = True  # does not fit: the search ends after this round (a prefix of a longer one)
+                    break
+                pgd_done.add(k)
+                _refute(ctx, _pgd(ctx, coords, k, radius, [batch, rest]), radius, res, [batch, rest])
+        # Split, or stop keypoints at the depth cap.
+        live = batch.open.any(dim=1)
+        capped = live & (batch.depth >= max_depth)
+        for k in torch.nonzero(batch.open[capped].any(dim=0)).flatten().tolist():
+            _stop(res, k, [batch, rest])
+        live = batch.open.any(dim=1)
+        kids = _split(batch.take(torch.nonzero(live).flatten()), split_dim[live])
+        kids.box = coords.clip(kids.box)
+        kids = kids.take(torch.nonzero((kids.box[:, 0] <= kids.box[:, 1]) & (kids.box[:, 2] <= kids.box[:, 3])).flatten())
+        leaves = _Leaves.cat([rest, kids])
+        while len(leaves) > max_leaves:  # memory cap: stop the keypoint with the most leaves
+            per_k = leaves.open.sum(dim=0)
+            _stop(res, int(per_k.argmax()), [leaves])
+            leaves = leaves.take(torch.nonzero(leaves.open.any(dim=1)).flatten())
+        for r in res.values():
+            r.peak_leaves = max(r.peak_leaves, len(leaves))
+        now = clock()
+        for r in res.values():
+            if r.state != "search" and math.isnan(r.decided_at):
+                r.decided_at = now
+        per_leaf = (now - t0) / len(batch)  # the whole round (bounds, backward, counter-examples) per leaf
+        ctx.box_seconds = per_leaf if ctx.box_seconds == 0 else 0.7 * ctx.box_seconds + 0.3 * per_leaf
+        for k in ks:
+            res[k].leaves += int(counts[k])
+        first = False
+    now = clock()
+    for k, r in res.items():
+        if math.isnan(r.decided_at):
+            r.decided_at = now
+        if r.state == "proven":
+            r.rstar = max(r.rho, radius) if r.inexact else r.rho
+        if r.state in ("open", "unknown"):
+            r.tiles.append(leaves.tile[leaves.open[:, k]])
+    return res
 
 
-def _round_seconds(ctx: FrameContext, job: _Job, backward: bool) -> float:
-    """Estimated time of ``job``'s next refinement round: one full-frame bound pass per sub-box it
-    needs that no keypoint has bounded yet (budget planning only; soundness does not depend on it)."""
-    fail = job.rho > job.radius
-    boxes = job.boxes[fail] if _backward_first(job, fail, backward) else _split(job.boxes[fail])
-    return ctx.box_seconds * sum(tuple(b) not in ctx.form_cache for b in boxes.tolist())
+def _close_finished(leaves: _Leaves, res: dict[int, KeypointResult]) -> None:
+    for k, r in res.items():
+        if r.state == "search" and not bool(leaves.open[:, k].any()):
+            r.state = "proven"
 
 
-def _open_rows(job: _Job, fail: torch.Tensor) -> int:
-    """The most undecided spec rows (outside cells) of any failing sub-box of ``job``."""
-    return int((job.req[fail] > job.radius).sum(dim=1).max())
+def _select(leaves: _Leaves, res: dict[int, KeypointResult], n: int) -> torch.Tensor:
+    """Indices of the ``n`` leaves to bound next: keypoints ranked by their worst margin over
+    their leaves (highest first; fewer leaves first on ties), each leaf by its best-ranked open
+    keypoint, then by that keypoint's margin on the leaf (lowest first)."""
+    n_k = leaves.open.shape[1]
+    inf = torch.tensor(math.inf, dtype=leaves.lb.dtype, device=leaves.lb.device)
+    g = torch.where(leaves.open, leaves.lb, inf).amin(dim=0)  # (K,)
+    count = leaves.open.sum(dim=0)
+    order = torch.argsort(count, stable=True)
+    order = order[torch.argsort(-g[order], stable=True)]
+    rank = torch.empty(n_k, dtype=torch.long, device=g.device)
+    rank[order] = torch.arange(n_k, device=g.device)
+    leaf_rank = torch.where(leaves.open, rank.view(1, -1), torch.full_like(leaves.open, n_k, dtype=torch.long))
+    best = leaf_rank.argmin(dim=1)
+    lr = leaf_rank.gather(1, best.view(-1, 1)).flatten()
+    llb = leaves.lb.gather(1, best.view(-1, 1)).flatten()
+    o = torch.argsort(llb, stable=True)
+    o = o[torch.argsort(lr[o], stable=True)]
+    return o[:n]
 
 
-def _backward_first(job: _Job, fail: torch.Tensor, backward: bool) -> bool:
-    """Whether ``job``'s next round is the backward pass on its root sub-box (before any split):
-    only once, and only when few enough rows are undecided for the backward pass."""
-    return backward and not job.backward_done and _open_rows(job, fail) <= MAX_ROWS
+def _bound(ctx: FrameContext, coords: _Coords, batch: _Leaves, radius: float, backward: bool,
+           res: dict[int, KeypointResult], width: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bound the leaves of ``batch`` (in place: requirements, margins, open keypoints; records the
+    tiles of keypoints that close) and return their shrunk search boxes (n, 4) and split sides (n,)."""
+    n = len(batch)
+    layers, x0, tol = ctx.plan.layers, ctx.x0, ctx.tol
+    boxes = coords.maps(batch.box).to(x0.dtype)
+    trace = [] if backward else None
+    with torch.no_grad():
+        f = propagate(layers, x0, boxes, trace)
+    lower, upper = f.lower.flatten(3), f.upper.flatten(3)  # (n, 3, K, S)
+    dev = x0.device
+    e_lo = torch.full((n, 2), math.inf, dtype=x0.dtype, device=dev)
+    e_hi = torch.full((n, 2), -math.inf, dtype=x0.dtype, device=dev)
+    score = torch.zeros(n, 2, dtype=x0.dtype, device=dev)
+    for k, r in res.items():
+        sel = torch.nonzero(batch.open[:, k]).flatten()
+        if sel.numel() == 0:
+            continue
+        q = ctx.candidates(k, radius)
+        dq = ctx.dist[k, q]
+        inside = dq <= radius
+        d = lower[sel][:, :, k][:, :, q].unsqueeze(-1) - upper[sel][:, :, k].unsqueeze(-2)  # (m, 3, Q, S)
+        marg = d[:, 0] - d[:, 1].abs() - d[:, 2].abs()  # (m, Q, S)
+        req = torch.minimum(batch.req[sel, k], requirements_from_margins(marg, dq, ctx.dist[k], tol))
+        open_rows = req > radius  # (m, S)
+        # Affine lower bounds of the rows against the candidates inside the disk.
+        di = d[:, :, inside]  # (m, 3, Qi, S)
+        mi = marg[:, inside]
+        qbest = mi.argmax(dim=1)  # (m, S)
+        forms = di.gather(2, qbest.view(len(sel), 1, 1, -1).expand(-1, 3, 1, -1)).squeeze(2)  # (m, 3, S)
+        best = mi.amax(dim=1)  # (m, S)
+        if backward:
+            best = _backward(ctx, boxes, sel, k, q[inside], qbest, open_rows, req, forms, best, dq[inside], trace)
+        # Region proof: the unproven part of a row lies in the intersection of its half-planes' boxes.
+        thr = 2 * tol
+        lo1, hi1 = _halfplane_range(di[:, 1], di[:, 2], di[:, 0], thr)
+        lo2, hi2 = _halfplane_range(di[:, 2], di[:, 1], di[:, 0], thr)
+        lo1, hi1, lo2, hi2 = lo1.amax(1), hi1.amin(1), lo2.amax(1), hi2.amin(1)  # (m, S)
+        bl1, bh1 = _halfplane_range(forms[:, 1], forms[:, 2], forms[:, 0], thr)  # the backward forms too
+        bl2, bh2 = _halfplane_range(forms[:, 2], forms[:, 1], forms[:, 0], thr)
+        lo1, hi1, lo2, hi2 = torch.maximum(lo1, bl1), torch.minimum(hi1, bh1), torch.maximum(lo2, bl2), torch.minimum(hi2, bh2)
+        empty = open_rows & ((lo1 > hi1) | (lo2 > hi2))
+        if bool(empty.any()):
+            req = torch.where(empty, req.clamp_max(float(dq[inside].max())), req)
+            open_rows = open_rows & ~empty
+            r.inexact = True
+        inf = torch.full_like(lo1, math.inf)
+        e_lo[sel, 0] = torch.minimum(e_lo[sel, 0], torch.where(open_rows, lo1, inf).amin(1))
+        e_hi[sel, 0] = torch.maximum(e_hi[sel, 0], torch.where(open_rows, hi1, -inf).amax(1))
+        e_lo[sel, 1] = torch.minimum(e_lo[sel, 1], torch.where(open_rows, lo2, inf).amin(1))
+        e_hi[sel, 1] = torch.maximum(e_hi[sel, 1], torch.where(open_rows, hi2, -inf).amax(1))
+        w = open_rows.to(x0.dtype)
+        score[sel] += torch.stack([(forms[:, 1].abs() * w).sum(1), (forms[:, 2].abs() * w).sum(1)], 1)
+        batch.req[sel, k] = req
+        batch.lb[sel, k] = torch.where(open_rows, best, inf).amin(1)
+        closed = ~open_rows.any(dim=1)
+        if bool(closed.any()):
+            c = sel[closed]
+            batch.open[c, k] = False
+            r.tiles.append(batch.tile[c])
+            r.rho = max(r.rho, float(req[closed].amax()))
+    # New search boxes (padded outwards against rounding, inside the old ones).
+    live = batch.open.any(dim=1)
+    e_lo = torch.where(live.view(-1, 1), (e_lo - 1e-6).clamp(-1.0, 1.0), -torch.ones_like(e_lo)).double()
+    e_hi = torch.where(live.view(-1, 1), (e_hi + 1e-6).clamp(-1.0, 1.0), torch.ones_like(e_hi)).double()
+    e_hi = torch.maximum(e_hi, e_lo)
+    b = batch.box
+    mid = torch.stack([(b[:, 0] + b[:, 1]) / 2, (b[:, 2] + b[:, 3]) / 2], 1)
+    rad = torch.stack([(b[:, 1] - b[:, 0]) / 2, (b[:, 3] - b[:, 2]) / 2], 1)
+    lo, hi = (mid + rad * e_lo), (mid + rad * e_hi)
+    lo = torch.maximum(lo, b[:, [0, 2]])
+    hi = torch.minimum(hi, b[:, [1, 3]])
+    shrunk = (lo > b[:, [0, 2]]) | (hi < b[:, [1, 3]])
+    for k, r in res.items():
+        if bool((shrunk.any(dim=1) & batch.open[:, k]).any()):
+            r.inexact = True
+    new_box = torch.stack([lo[:, 0], hi[:, 0], lo[:, 1], hi[:, 1]], 1)
+    # Split side: bound coefficients times the kept fraction of the side (never a side of zero width).
+    frac = (e_hi - e_lo) / 2
+    s = score.double() * frac
+    rel = (hi - lo) / width.clamp_min(1e-300)
+    s = torch.where(s.sum(1, keepdim=True) > 0, s, rel)
+    s = torch.where(width.view(1, 2) > 0, s, torch.full_like(s, -1.0))
+    return new_box, s.argmax(dim=1)
 
 
-def _refine(ctx: FrameContext, job: _Job, max_depth: int, backward: bool = True, thorough: bool = False) -> None:
-    """One refinement round of ``job``: first the backward pass on the failing root sub-boxes, then
-    split the failing sub-boxes and bound the children (forward + backward). Unless ``thorough``,
-    a keypoint that looks hopeless or needs more than :data:`MAX_LEAVES` sub-boxes is given up."""
-    fail = job.rho > job.radius
-    parents = job.boxes[fail]
-    first = _backward_first(job, fail, backward)  # else too many undecided rows: split right away
-    job.backward_done = True
-    if first:
-        kids, n_kids = parents, 1
-    else:
-        # Splitting has not helped, or leaves too many rows undecided for the backward pass.
-        hopeless = int(job.depth.min()) >= HOPELESS_DEPTH and (bool(fail.all()) or _open_rows(job, fail) > MAX_ROWS)
-        too_many = int((~fail).sum()) + 4 * parents.shape[0] > MAX_LEAVES
-        if bool((job.depth[fail] >= max_depth).any()) or (not thorough and (hopeless or too_many)):
-            job.state = "exhausted"
-            return
-        kids = _split(parents)
-        n_kids = kids.shape[0] // parents.shape[0]
-    req = job.req[fail].repeat_interleave(n_kids, dim=0)
-    undecided = torch.nonzero((req > job.radius).any(dim=0)).flatten()
-    cells = torch.cat([undecided, ctx.candidates(job.k, job.radius)])
-    crop = _crop_for(ctx, cells)
-    g, l = _valid_cells(ctx, crop)
-    thetas = _sample_points(kids if job.root_sampled else parents)
-    job.root_sampled = True
-    if _refuted(ctx, job, thetas, crop, g, l):
-        job.state = "refuted"
+def _backward(ctx: FrameContext, boxes: torch.Tensor, sel: torch.Tensor, k: int, q_in: torch.Tensor,
+              qbest: torch.Tensor, open_rows: torch.Tensor, req: torch.Tensor, forms: torch.Tensor, best: torch.Tensor,
+              d_in: torch.Tensor, trace: list) -> torch.Tensor:
+    """Backward bounds (in place on ``open_rows``, ``req``, ``forms``) for the open rows of the
+    leaves with at most :data:`MAX_ROWS` of them, against the row's best candidate; returns the
+    improved best margins."""
+    count = open_rows.sum(dim=1)
+    few = open_rows & ((count > 0) & (count <= MAX_ROWS)).view(-1, 1)
+    idx = torch.nonzero(few)
+    if idx.shape[0] == 0:
+        return best
+    i, s = idx[:, 0], idx[:, 1]
+    qi = qbest[i, s]
+    rows = torch.stack([sel[i], torch.full_like(i, k), q_in[qi], s], 1)
+    with torch.no_grad():
+        fb = backward_forms(ctx.plan.layers, ctx.x0, boxes, trace, rows)  # (B, 3)
+    mb = fb[:, 0] - fb[:, 1].abs() - fb[:, 2].abs()
+    better = mb > best[i, s]
+    forms[i[better], :, s[better]] = fb[better]
+    best = best.clone()
+    best[i, s] = torch.maximum(best[i, s], mb)
+    ok = mb > ctx.tol
+    req[i[ok], s[ok]] = torch.minimum(req[i[ok], s[ok]], d_in[qi[ok]])
+    open_rows[i[ok], s[ok]] = False
+    return best
+
+
+def _split(leaves: _Leaves, side: torch.Tensor) -> _Leaves:
+    """Two children per leaf: the search box halved on ``side`` (0 = c, 1 = b), the tile cut at the
+    same value (so the children's tiles cover the parent's)."""
+    lo_col, hi_col = side * 2, side * 2 + 1
+    ar = torch.arange(len(leaves), device=side.device)
+    cut = (leaves.box[ar, lo_col] + leaves.box[ar, hi_col]) / 2
+    a, b = leaves.take(ar), leaves.take(ar)
+    for t in (a.tile, a.box):
+        t[ar, hi_col] = cut
+    for t in (b.tile, b.box):
+        t[ar, lo_col] = cut
+    kids = _Leaves.cat([a, b])
+    kids.depth = kids.depth + 1
+    return kids
+
+
+def _stop(res: dict[int, KeypointResult], k: int, parts: list[_Leaves]) -> None:
+    """End keypoint ``k``'s search as ``open`` (its open tiles kept for a warm start)."""
+    if res[k].state != "search":
         return
-    req[:, g] = torch.minimum(req[:, g], _bound_requirements(ctx, job, kids, crop, g, l, backward))
-    job.boxes = torch.cat([job.boxes[~fail], kids])
-    job.req = torch.cat([job.req[~fail], req])
-    job.depth = torch.cat([job.depth[~fail], job.depth[fail].repeat_interleave(n_kids) + (0 if first else 1)])
-    if float(job.rho.max()) <= job.radius:
-        job.state = "proven"
+    res[k].state = "open"
+    for p in parts:
+        res[k].tiles.append(p.tile[p.open[:, k]])
+        p.open[:, k] = False
 
 
-def _sample_points(boxes: torch.Tensor) -> torch.Tensor:
-    """Counter-example candidates (M, 2): the centres and corners of ``boxes`` (and for a single
-    box also its edge midpoints)."""
-    c = [(boxes[:, 0] + boxes[:, 1]) / 2, boxes[:, 0], boxes[:, 1]]
-    b = [(boxes[:, 2] + boxes[:, 3]) / 2, boxes[:, 2], boxes[:, 3]]
-    pairs = [(0, 0), (1, 1), (1, 2), (2, 1), (2, 2)] + ([(0, 1), (0, 2), (1, 0), (2, 0)] if boxes.shape[0] == 1 else [])
-    return torch.unique(torch.cat([torch.stack([c[i], b[j]], dim=1) for i, j in pairs]), dim=0)
+def _root_points(box: torch.Tensor) -> torch.Tensor:
+    """The corners, edge midpoints and centre of ``box`` (9, 2)."""
+    c = torch.stack([box[0], (box[0] + box[1]) / 2, box[1]])
+    b = torch.stack([box[2], (box[2] + box[3]) / 2, box[3]])
+    return torch.stack(torch.meshgrid(c, b, indexing="ij"), -1).reshape(-1, 2)
 
 
-def new_job(k: int, box: tuple[float, float, float, float], radius: float, device, dtype) -> _Job:
-    return _Job(k, torch.tensor(box, dtype=dtype, device=device), float(radius))
+def _refute(ctx: FrameContext, thetas: torch.Tensor, radius: float, res: dict[int, KeypointResult],
+            parts: list[_Leaves]) -> None:
+    """Evaluate the real detector at ``thetas`` (M, 2); a keypoint still searched whose argmax
+    lands farther than ``radius`` is refuted with the first such θ."""
+    todo = [k for k, r in res.items() if r.state == "search"]
+    if not todo or thetas.shape[0] == 0:
+        return
+    t = thetas.to(ctx.x0.dtype)
+    with torch.no_grad():
+        hm = torch.cat([ctx.detector(apply_perturbation(ctx.x0.expand(len(c), -1, -1, -1), c[:, 0], c[:, 1]))
+                        for c in t.split(64)])
+    rows, cols, _ = decode_heatmaps(hm)  # the decoding of predict
+    cells = rows * hm.shape[-1] + cols  # (M, K) flat indices
+    for k in todo:
+        bad = torch.nonzero(ctx.dist[k][cells[:, k]] > radius).flatten()
+        if bad.numel():
+            res[k].state = "refuted"
+            res[k].counterexample = tuple(float(v) for v in t[int(bad[0])].tolist())
+            res[k].tiles = []
+            for p in parts:
+                p.open[:, k] = False
+
+
+def _pgd(ctx: FrameContext, coords: _Coords, k: int, radius: float, parts: list[_Leaves]) -> torch.Tensor:
+    """Counter-example candidates for keypoint ``k``: :data:`PGD_STEPS` projected sign-gradient
+    steps on ``max_outside H - max_inside H`` from the centres of its worst leaves and the box's
+    corners; returns every iterate (M, 2)."""
+    box = coords.r
+    starts = [_root_points(box)[[0, 2, 6, 8]]]
+    for p in parts:
+        if bool(p.open[:, k].any()):
+            o = torch.nonzero(p.open[:, k]).flatten()
+            w = o[torch.argsort(p.lb[o, k])[:4]]
+            starts.append(coords.theta(torch.stack([(p.box[w, 0] + p.box[w, 1]) / 2, (p.box[w, 2] + p.box[w, 3]) / 2], 1)))
+    theta = torch.cat(starts).to(ctx.x0.dtype)
+    lo = box[[0, 2]].to(theta.dtype)
+    hi = box[[1, 3]].to(theta.dtype)
+    step = (hi - lo) / 4
+    outside = (ctx.dist[k] > radius).view(1, -1)
+    seen = [theta]
+    for _ in range(PGD_STEPS):
+        th = theta.clone().requires_grad_(True)
+        with torch.enable_grad():
+            hm = ctx.detector(apply_perturbation(ctx.x0.expand(len(th), -1, -1, -1), th[:, 0], th[:, 1]))[:, k].flatten(1)
+            neg = torch.full_like(hm, -math.inf)
+            gap = torch.where(outside, hm, neg).amax(1) - torch.where(~outside, hm, neg).amax(1)
+            (grad,) = torch.autograd.grad(gap.sum(), th)
+        theta = torch.minimum(torch.maximum(theta + step * grad.sign(), lo), hi).detach()
+        seen.append(theta)
+        step = step * 0.7
+    return torch.cat(seen)

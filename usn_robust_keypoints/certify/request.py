@@ -23,25 +23,23 @@ from dataclasses import dataclass
 from ..perturbation import PerturbationBox
 
 BACKENDS = ("native", "auto_lirpa")
-LIRPA_METHODS = ("IBP", "CROWN", "alpha-CROWN")
+LIRPA_METHODS = ("IBP", "CROWN-IBP", "CROWN", "full-CROWN", "alpha-CROWN")  # see .lirpa.METHODS
 
 
 @dataclass(frozen=True)
 class CertifyOptions:
     """Engine settings of :func:`.api.certify` beyond the request itself.
 
-    ``margins``: compute beta*/alpha* by bisection; ``method``: the auto_LiRPA method (IBP, CROWN,
-    alpha-CROWN) for ``backend="auto_lirpa"``; ``max_depth``: cap of the native box splitting (0 =
-    one bound pass over the whole box; ``None``: :data:`.api.MAX_DEPTH`); ``backward=False``: no
-    backward refinement of undecided spec rows (forward bounds + splitting only);
-    ``thorough=True``: split every failing sub-box down to ``max_depth`` instead of giving up on
-    keypoints that look hopeless (offline evaluation at large boxes; seconds per frame)."""
+    ``margins``: compute beta*/alpha* by bisection; ``method``: the auto_LiRPA method
+    (:data:`LIRPA_METHODS`, meanings in :data:`.lirpa.METHODS`) for ``backend="auto_lirpa"``;
+    ``max_depth``: cap of the native branch and bound (splits per sub-box; 0 = one bound pass over
+    the whole box; ``None``: :data:`.native.MAX_DEPTH`); ``backward=False``: no backward bounds of
+    undecided spec rows (forward bounds + branch and bound only)."""
 
     margins: bool = True
     method: str = "CROWN"
     max_depth: int | None = None
     backward: bool = True
-    thorough: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in LIRPA_METHODS:

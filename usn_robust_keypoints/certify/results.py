@@ -8,11 +8,16 @@ from enum import Enum
 
 
 class Status(str, Enum):
-    """Outcome for one keypoint. ``CERTIFIED`` is only ever reported with a proof."""
+    """Outcome for one keypoint. ``CERTIFIED`` is only ever reported with a proof; the others say
+    why not: ``REFUTED`` (a θ moves the argmax beyond the radius, see ``counterexample``), ``OPEN``
+    (the search stopped undecided: depth or memory cap), ``UNKNOWN`` (the time budget ran out).
+    ``NOT_CERTIFIED`` is a bound-only verdict without a search (the ``auto_lirpa`` backend)."""
 
     CERTIFIED = "certified"
-    NOT_CERTIFIED = "not_certified"  # the bounds could not prove it (or a counter-example exists)
-    UNKNOWN = "unknown"  # the time budget ran out before a decision
+    NOT_CERTIFIED = "not_certified"
+    UNKNOWN = "unknown"
+    REFUTED = "refuted"
+    OPEN = "open"
 
 
 @dataclass
@@ -20,7 +25,9 @@ class KeypointCertificate:
     """Certificate of one keypoint for one frame.
 
     Distances are in pixels of the frame the caller passed. ``certified_radius`` (r*) is the
-    smallest radius proven at the configured box (``math.inf`` when none was proven);
+    radius proven at the configured box (at most ``radius``; ``math.inf`` unless certified);
+    ``counterexample`` the θ = (c, b) that refutes a ``REFUTED`` keypoint (else ``None``);
+    ``time_ms`` the time from the start of the call until this keypoint's status was settled;
     ``beta_star`` is the largest brightness-only margin proven at ``radius`` (contrast fixed to 1)
     and ``alpha_star`` the largest contrast-only margin (brightness 0); 0.0 when none was proven
     and ``nan`` when not computed (budget).
@@ -37,16 +44,27 @@ class KeypointCertificate:
     beta_star: float = math.nan
     alpha_star: float = math.nan
     time_ms: float = 0.0
+    counterexample: tuple[float, float] | None = None
 
     @property
     def certified(self) -> bool:
         return self.status is Status.CERTIFIED
 
     def to_dict(self) -> dict:
+        """JSON-ready (``certified_radius`` ``inf`` becomes ``None``; ``counterexample`` ``[c, b]``)."""
         d = asdict(self)
         d["status"] = self.status.value
         d["certified"] = self.certified
+        d["certified_radius"] = self.certified_radius if math.isfinite(self.certified_radius) else None
+        d["counterexample"] = None if self.counterexample is None else [float(v) for v in self.counterexample]
         return d
+
+    @property
+    def radius_label(self) -> str:
+        """r* for tables and images: ``"2.8"``, or ``"refuted"`` / ``"—"`` when nothing is proven."""
+        if math.isfinite(self.certified_radius):
+            return f"{self.certified_radius:.1f}"
+        return "refuted" if self.status is Status.REFUTED else "—"
 
 
 @dataclass

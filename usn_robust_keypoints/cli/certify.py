@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--beta", type=float, default=0.02, help="brightness b in [-beta, beta]")
     p.add_argument("--radius", type=float, default=4.0, help="radius in frame pixels")
     p.add_argument("--backend", default="native", choices=["native", "auto_lirpa"])
-    p.add_argument("--method", default="CROWN", choices=["IBP", "CROWN", "alpha-CROWN"], help="auto_LiRPA method")
+    p.add_argument("--method", default="CROWN",
+                   help="auto_LiRPA method, one of certify.request.LIRPA_METHODS (IBP, CROWN, ...)")
     p.add_argument("--budget-ms", type=float, default=None, help="time budget per frame (undecided -> unknown)")
     p.add_argument("--no-margins", action="store_true", help="skip the beta*/alpha* bisection")
     p.add_argument("--limit", type=int, default=0, help="certify at most this many images (0 = all)")
@@ -92,7 +93,7 @@ def run_certify(args: argparse.Namespace) -> int:
     print(f"{'frame':<28} {'keypoint':<14} {'status':<14} {'r* px':>7} {'β*':>7} {'α*':>7} {'ms':>7}")
     for name, fc in certs:
         for k in fc.keypoints:
-            print(f"{Path(name).name[:28]:<28} {k.name[:14]:<14} {k.status.value:<14} {k.certified_radius:7.2f} "
+            print(f"{Path(name).name[:28]:<28} {k.name[:14]:<14} {k.status.value:<14} {k.radius_label:>7} "
                   f"{k.beta_star:7.4f} {k.alpha_star:7.4f} {k.time_ms:7.1f}")
     kps = [k for _, fc in certs for k in fc.keypoints]
     cert = [k for k in kps if k.certified]

@@ -1,6 +1,7 @@
 """Experiment and diagnostic subcommands (harnesses in :mod:`usn_robust_keypoints.experiments`):
 ``experiment``, ``tradeoff``, ``pooled-paired``, ``bench-certify``, ``certify-timing``,
-``box-pass-cost``, ``frontier``, ``stream-check``, ``own-model-speed``. Options left out keep the harness config's default."""
+``box-pass-cost``, ``frontier``, ``stream-check``, ``diagnose-bounds``, ``exact-verdicts``,
+``own-model-speed``. Options left out keep the harness config's default."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wasserstein", type=float, nargs="+",
                    help="λ of the USN+W rows (several values: one USN+W trajectory each, a λ sweep; default 1)")
     p.add_argument("--cert-frames", type=int, help="test frames certified per model")
-    p.add_argument("--max-depth", type=int, help="native θ-box splitting depth (default: certify's)")
+    p.add_argument("--max-depth", type=int, help="native branch-and-bound depth cap (splits per sub-box; default: certify's)")
     p.add_argument("--train-images", type=int, help="synthetic training scenes for fine-tuning")
     p.add_argument("--no-ablations", action="store_true")
     p.add_argument("--seed", type=int)
@@ -53,9 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget-ms", type=float, help="certification budget per frame (default 1000)")
     p.add_argument("--no-budget", action="store_true",
                    help="no time budget: every keypoint is decided, numbers do not depend on machine load")
-    p.add_argument("--max-depth", type=int, help="native θ-box splitting depth (default: certify's)")
-    p.add_argument("--thorough", action="store_true",
-                   help="split every failing sub-box down to --max-depth (no early give-up; seconds per frame)")
+    p.add_argument("--max-depth", type=int, help="native branch-and-bound depth cap (splits per sub-box; default: certify's)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default 1)")
     p.add_argument("--merge", nargs="+", help="only combine these results.json files (same settings) into --out")
     p.set_defaults(func=run_tradeoff)
@@ -73,6 +72,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--model", action="append", help="extra checkpoint to benchmark (repeatable; default: the shipped model)")
     p.add_argument("--eps", type=float, nargs="+", help="α = β boxes to benchmark (default 0.005 0.02 0.05 0.1)")
+    p.add_argument("--real-frames", type=int, default=13, help="left* photos of the real-frame rows (0: none)")
+    p.add_argument("--real-synthetic", type=int, default=8, help="full-size synthetic scenes of the real-frame rows")
+    p.add_argument("--real-eps", type=float, nargs="+", default=[0.02, 0.05, 0.1], help="α = β of the real-frame rows")
+    p.add_argument("--real-budgets", type=float, nargs="*", default=[120.0, 1000.0],
+                   help="per-frame budgets (ms) run for the real-frame rows")
+    p.add_argument("--real-derived", type=float, nargs="*", default=[10000.0],
+                   help="budgets (ms) read off the capped run's decision times")
+    p.add_argument("--real-cap-s", type=float, default=60.0, help="the 'no budget' cap per frame (s)")
+    p.add_argument("--cpu-clock", action="store_true",
+                   help="budgets and times on the certifying thread's CPU time (a shared, loaded machine)")
     p.set_defaults(func=run_bench_certify)
 
     p = sub.add_parser("certify-timing", help="certification time per frame of several checkpoints, alternating")
@@ -112,6 +121,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--radii", type=float, nargs="+", default=[4.0, 20.0, 40.0], help="radii in frame px")
     p.set_defaults(func=run_stream_check)
 
+    p = sub.add_parser("diagnose-bounds", help="where the bounds are lost on real photos: per layer and "
+                                               "keypoint as the θ sub-box shrinks (markdown + JSON)")
+    p.add_argument("--frames", default="left01,left03,left04,left07", help="opencv-doc photo names, comma-separated")
+    p.add_argument("--model", help="checkpoint (default: the shipped default model)")
+    p.add_argument("--alpha", type=float, default=0.02)
+    p.add_argument("--beta", type=float, default=0.02)
+    p.add_argument("--radius", type=float, default=4.0, help="disk radius r in frame px")
+    p.add_argument("--out", default="results/diagnosis", help="results folder")
+    p.set_defaults(func=run_diagnose_bounds)
+
+    p = sub.add_parser("exact-verdicts", help="exact proven / refuted / open per keypoint of real photos "
+                                              "(linear-region enumeration over the θ box)")
+    p.add_argument("--frames", default="left01,left03,left04,left07", help="opencv-doc photo names, comma-separated")
+    p.add_argument("--model", help="checkpoint (default: the shipped default model)")
+    p.add_argument("--alpha", type=float, default=0.02)
+    p.add_argument("--beta", type=float, default=0.02)
+    p.add_argument("--radius", type=float, default=4.0, help="disk radius r in frame px")
+    p.add_argument("--time-limit", type=float, default=300.0, help="seconds per keypoint before 'open'")
+    p.add_argument("--max-regions", type=int, default=200_000, help="linear regions per keypoint before 'open'")
+    p.add_argument("--no-hybrid", action="store_true", help="enumerate without the sound-bound shortcut")
+    p.add_argument("--out", default="results/exact", help="results folder")
+    p.set_defaults(func=run_exact_verdicts)
+
 
 def run_experiment(args: argparse.Namespace) -> int:
     """Run the whole pruning comparison and write the table and plots."""
@@ -148,8 +180,6 @@ def run_tradeoff(args: argparse.Namespace) -> int:
         rows, cfg = merge_results(args.merge, args.out)
         print(tradeoff_table(rows, cfg))
         return 0
-    if args.thorough and args.max_depth is None:
-        raise ValueError("--thorough needs --max-depth (it splits every failing sub-box down to that depth)")
     paths = args.models or [str(shipped_model_path(DEFAULT_DENSE))]
     labels = args.labels or [Path(p).stem for p in paths]
     if len(labels) != len(paths):
@@ -160,7 +190,7 @@ def run_tradeoff(args: argparse.Namespace) -> int:
         kw["eps"] = tuple(args.eps)
     if args.no_budget:
         kw["budget_ms"] = None
-    cfg = TradeoffConfig(thorough=args.thorough, **kw)
+    cfg = TradeoffConfig(**kw)
     rows = run(list(zip(labels, paths)), cfg, args.out)
     print(tradeoff_table(rows, cfg))
     print(f"wrote {Path(args.out) / 'results.md'} and {Path(args.out) / 'tradeoff.png'}")
@@ -179,7 +209,10 @@ def run_bench_certify(args: argparse.Namespace) -> int:
 
     table = bench_certify(args.out, frames=args.frames, lirpa_frames=args.lirpa_frames, radius=args.radius,
                           train_steps=args.train_steps, threads=args.threads, models=args.model,
-                          epsilons=tuple(args.eps or EPSILONS))
+                          epsilons=tuple(args.eps or EPSILONS), real_frames=args.real_frames,
+                          real_synthetic=args.real_synthetic, real_eps=tuple(args.real_eps),
+                          real_budgets=tuple(args.real_budgets), real_derived=tuple(args.real_derived),
+                          real_cap_s=args.real_cap_s, cpu_clock=args.cpu_clock)
     print(table)
     print(f"wrote {args.out}")
     return 0
@@ -229,4 +262,20 @@ def run_stream_check(args: argparse.Namespace) -> int:
     from ..experiments.stream_check import stream_check
 
     print(stream_check(args.model, frames=args.frames, eps=args.eps, radii=tuple(args.radii)))
+    return 0
+
+
+def run_diagnose_bounds(args: argparse.Namespace) -> int:
+    from ..experiments.diagnose_bounds import diagnose_bounds
+
+    print(diagnose_bounds(args.frames.split(","), args.out, args.model, args.alpha, args.beta, args.radius))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def run_exact_verdicts(args: argparse.Namespace) -> int:
+    from ..experiments.exact_verdicts import exact_verdicts
+
+    print(exact_verdicts(args.frames.split(","), args.out, args.model, args.alpha, args.beta, args.radius,
+                         args.time_limit, args.max_regions, not args.no_hybrid))
     return 0

@@ -33,7 +33,6 @@ class TradeoffConfig:
     tolerance: float = 3.0
     budget_ms: float | None = 1000.0  # None: no budget
     max_depth: int | None = None
-    thorough: bool = False  # certify(thorough=True): split down to max_depth, no early give-up
     threads: int = 1
     first_frame: int = 0  # certify test scenes first_frame .. first_frame + frames - 1
 
@@ -59,7 +58,7 @@ def evaluate_tradeoff(path: str | Path, label: str, cfg: TradeoffConfig, progres
            "real_keypoints": int(ev_real.errors.size)}
     for score in certified_accuracy(km, test_x[cfg.first_frame:end], test_k[cfg.first_frame:end], cfg.eps, radius=cfg.radius,
                                     tolerance=cfg.tolerance, symmetries=sym, budget_ms=cfg.budget_ms,
-                                    max_depth=cfg.max_depth, thorough=cfg.thorough, progress=progress, desc=label):
+                                    max_depth=cfg.max_depth, progress=progress, desc=label):
         row.update(score.as_row())
     return row
 
@@ -76,7 +75,7 @@ def tradeoff_table(rows: list[dict], cfg: TradeoffConfig) -> str:
               f"test scenes {cfg.first_frame}–{cfg.first_frame + cfg.frames - 1} (0-based)")
     lines = [f"Synthetic PCK on {cfg.test_images} test images; certification of {scenes} "
              f"(α = β = ε, {budget}, r = {cfg.radius:g} px, {cfg.threads} thread(s)"
-             + (f", thorough splitting to depth {cfg.max_depth}" if cfg.thorough else "") + "); 95 % Wilson "
+             + (f", search depth {cfg.max_depth}" if cfg.max_depth is not None else "") + "); 95 % Wilson "
              "intervals in brackets.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -162,7 +161,10 @@ def merge_results(files: list[str | Path], out: str | Path) -> tuple[list[dict],
     rows, cfg = [], None
     for f in files:
         d = json.loads(Path(f).read_text())
-        c = TradeoffConfig(**{**d["config"], "eps": tuple(d["config"]["eps"])})
+        if d["config"].get("thorough"):
+            raise ValueError(f"{f} was measured with the removed uniform 'thorough' search; measure it again")
+        conf = {k: v for k, v in d["config"].items() if k != "thorough"}
+        c = TradeoffConfig(**{**conf, "eps": tuple(conf["eps"])})
         if cfg is not None and asdict(c) != asdict(cfg):
             raise ValueError(f"{f} was measured with other settings than {files[0]}")
         cfg = c

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import yaml
 
-PACKAGE = "usn_robust_keypoints"
+from .install_layout import EXECUTABLES as _NODE_EXECUTABLES
+from .install_layout import PACKAGE
+
 # node name in the YAML -> executable (console script)
-EXECUTABLES = {"camera_source": "camera_source", "keypoint_detector": "keypoint_detector",
-               "certifier": "certifier"}
+EXECUTABLES = {name: name for name in _NODE_EXECUTABLES}
 LOOPBACK_PROFILE = "fastdds_loopback.xml"
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from std_msgs.msg import Header
 from usn_robust_keypoints_msgs.msg import CertifiedKeypoints, Keypoint, KeypointArray
 from usn_robust_keypoints_msgs.msg import KeypointCertificate as KeypointCertificateMsg
@@ -13,6 +15,8 @@ STATUS_CODES = {
     Status.CERTIFIED: KeypointCertificateMsg.CERTIFIED,
     Status.NOT_CERTIFIED: KeypointCertificateMsg.NOT_CERTIFIED,
     Status.UNKNOWN: KeypointCertificateMsg.UNKNOWN,
+    Status.REFUTED: KeypointCertificateMsg.REFUTED,
+    Status.OPEN: KeypointCertificateMsg.OPEN,
 }
 STATUS_OF_CODE = {v: k for k, v in STATUS_CODES.items()}
 
@@ -37,7 +41,9 @@ def certificate_to_msg(cert: FrameCertificate, header: Header, model_name: str =
             index=int(k.index), name=k.name, x=float(k.x), y=float(k.y), score=float(k.score),
             certified=k.certified, status=STATUS_CODES[k.status],
             certified_radius=float(k.certified_radius), beta_star=float(k.beta_star),
-            alpha_star=float(k.alpha_star), time_ms=float(k.time_ms))
+            alpha_star=float(k.alpha_star), time_ms=float(k.time_ms),
+            counterexample_c=float(k.counterexample[0]) if k.counterexample else math.nan,
+            counterexample_b=float(k.counterexample[1]) if k.counterexample else math.nan)
         for k in cert.keypoints]
     return msg
 
@@ -50,5 +56,7 @@ def msg_to_certificate(msg: CertifiedKeypoints) -> FrameCertificate:
         keypoints=[KeypointCertificate(index=k.index, name=k.name, x=k.x, y=k.y, score=k.score,
                                        status=STATUS_OF_CODE[k.status], radius=msg.radius,
                                        certified_radius=k.certified_radius, beta_star=k.beta_star,
-                                       alpha_star=k.alpha_star, time_ms=k.time_ms)
+                                       alpha_star=k.alpha_star, time_ms=k.time_ms,
+                                       counterexample=(k.counterexample_c, k.counterexample_b)
+                                       if k.status == KeypointCertificateMsg.REFUTED else None)
                    for k in msg.keypoints])

@@ -14,6 +14,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 from usn_robust_keypoints_msgs.msg import CertifiedKeypoints, KeypointArray
 
+from .diagnostics import COUNTS
 from .image_conversion import ImageConversionError, imgmsg_to_cv2
 from .qos import image_qos
 
@@ -46,6 +47,7 @@ class PipelineMonitor(Node):
         self.keypoints: list[Received] = []
         self.certificates: list[Received] = []
         self.diagnostics: dict[str, dict[str, str]] = {}
+        self.diagnostics_times: dict[str, float] = {}
         self.recent_cert_times: deque[float] = deque(maxlen=200)
         self.recent_kp_times: deque[float] = deque(maxlen=200)
         self.create_subscription(Image, "image", self._on_image, image_qos(qos))
@@ -82,7 +84,10 @@ class PipelineMonitor(Node):
     def _on_diag(self, msg: DiagnosticArray) -> None:
         with self._lock:
             for s in msg.status:
-                self.diagnostics[s.name.split("/")[-1]] = {kv.key: kv.value for kv in s.values}
+                self.diagnostics[s.name.split("/")[-1]] = {**{kv.key: kv.value for kv in s.values},
+                                                           "level": str(int.from_bytes(s.level, "little")),
+                                                           "message": s.message}
+                self.diagnostics_times[s.name.split("/")[-1]] = time.time()
 
     def image(self, key: int) -> np.ndarray | None:
         """The image with stamp ``key`` (ns) if still kept."""
@@ -90,10 +95,15 @@ class PipelineMonitor(Node):
             return self.images.get(key)
 
     def counts(self, node: str) -> dict[str, int]:
-        """Latest received/processed/skipped/rejected counts that ``node`` published."""
+        """Latest frame counts (received, processed, skipped, rejected, failed, clipped) that ``node`` published."""
         with self._lock:
             d = self.diagnostics.get(node, {})
-        return {k: int(d[k]) for k in ("received", "processed", "skipped", "rejected") if k in d}
+        return {k: int(d[k]) for k in COUNTS if k in d}
+
+    def diagnostics_time(self, node: str) -> float:
+        """``time.time()`` when the last diagnostics of ``node`` arrived (0 = never)."""
+        with self._lock:
+            return self.diagnostics_times.get(node, 0.0)
 
     def image_times_recent(self) -> list[float]:
         """Receive times of the images still kept."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Callable
 
@@ -10,8 +11,20 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 
 
+def _ignore_stop_signals() -> None:
+    """From here on SIGINT/SIGTERM are ignored: a terminal Ctrl-C reaches a node twice (once from
+    the shell's process group, once forwarded by ``ros2 launch``), and the second one must not
+    interrupt the clean-up (it did: exit -2, or an abort of the worker thread)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except (ValueError, OSError):  # not the main thread (composed in-process): nothing to do
+            pass
+
+
 def spin_node(make_node: Callable[[], Node], args: list[str] | None = None) -> int:
-    """``rclpy.init`` (with ``--ros-args``), spin ``make_node()`` until Ctrl-C/SIGTERM, clean up."""
+    """``rclpy.init`` (with ``--ros-args``), spin ``make_node()`` until Ctrl-C/SIGTERM, clean up;
+    returns 0 after a stop signal, however many times it arrives."""
     rclpy.init(args=sys.argv if args is None else args)
     node = None
     try:
@@ -28,11 +41,18 @@ def spin_node(make_node: Callable[[], Node], args: list[str] | None = None) -> i
         if rclpy.ok():
             raise
     finally:
-        if node is not None:
-            close = getattr(node, "close", None)
-            if close is not None:
-                close()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        _ignore_stop_signals()
+        for step in (lambda: getattr(node, "close", lambda: None)(), lambda: node.destroy_node()):
+            if node is None:
+                break
+            try:
+                step()
+            except KeyboardInterrupt:  # raised before the handler above was replaced
+                pass
+        try:
+            if rclpy.ok():
+                rclpy.shutdown()
+        except KeyboardInterrupt:
+            pass
+        _ignore_stop_signals()  # rclpy.shutdown() restores Python's SIGINT handler
     return 0
