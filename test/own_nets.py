@@ -7,18 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from usn_robust_keypoints.certify import native
-from usn_robust_keypoints.certify.bounds import bound_layers
 from usn_robust_keypoints.model.graph import ModelSpec
-
-# The crop-based native search (before the branch-and-bound rewrite of native.py) sizes its crops
-# from the top-level layers only: graph layers and max pools need the rewrite (no crops).
-CROPPING_ENGINE = hasattr(native, "_crop_for")
-
-
-def engine_certifies(det: nn.Module) -> bool:
-    """Whether this version of the native search can certify ``det`` (see :data:`CROPPING_ENGINE`)."""
-    return not CROPPING_ENGINE or not any(type(l).__name__ in ("GraphLayer", "MaxPool") for l in bound_layers(det))
 
 
 def cbr(cin: int, cout: int, stride: int = 1, **kw) -> nn.Sequential:

@@ -17,7 +17,7 @@ from usn_robust_keypoints.model.graph import ModelSpec, import_module
 from usn_robust_keypoints.model.preprocess import decode_heatmaps
 from usn_robust_keypoints.perturbation import apply_perturbation
 
-from own_nets import ResNetLike, UNetLike, engine_certifies, zoo
+from own_nets import ResNetLike, UNetLike, zoo
 
 torch.set_num_threads(1)
 NETS = zoo(0)
@@ -107,10 +107,7 @@ def test_certificates_of_imported_nets_sound() -> None:
     argmax within the radius for 10^4 sampled theta (corners and edges), and some are certified."""
     certified = 0
     for name, (module, spec) in sorted(NETS.items()):
-        det = import_module(module, spec)
-        if not engine_certifies(det):
-            continue
-        model = KeypointModel(det, device="cpu")
+        model = KeypointModel(import_module(module, spec), device="cpu")
         for seed in (0, 1):
             image = _image(spec, seed)
             eps, radius = 0.004, 6.0

@@ -20,7 +20,7 @@ from usn_robust_keypoints.prune.surgery import (UsnImportance, channel_importanc
                                                  remove_channels, select_channels)
 from usn_robust_keypoints.prune.usn import hidden_convs, usn_scores
 
-from own_nets import engine_certifies, zoo
+from own_nets import zoo
 
 torch.set_num_threads(1)
 NETS = zoo(0)
@@ -54,10 +54,9 @@ def test_prune_save_reload_export(name: str, criterion: str, tmp_path) -> None:
     assert reloaded.info == {"pruning": criterion} and reloaded.config == det.config
     assert node_loads(path) and node_loads(tmp_path / "pruned.onnx")
     assert bound_layers(reloaded.detector)
-    if engine_certifies(reloaded.detector):
-        image = (np.random.default_rng(0).integers(0, 256, (32, 32, spec.in_channels)).astype(np.uint8)).squeeze()
-        fc = certify(reloaded, image, 0.005, 0.005, 6.0, margins=False)
-        assert len(fc.keypoints) == 2
+    image = (np.random.default_rng(0).integers(0, 256, (32, 32, spec.in_channels)).astype(np.uint8)).squeeze()
+    fc = certify(reloaded, image, 0.005, 0.005, 6.0, margins=False)
+    assert len(fc.keypoints) == 2
 
 
 def node_loads(path) -> bool:
