@@ -85,6 +85,38 @@ def test_relative_links_resolve(doc: Path) -> None:
     assert not broken, f"{doc.relative_to(ROOT)}: " + "; ".join(broken)
 
 
+def cited_results(path: Path) -> list[str]:
+    """``results/...`` paths cited in backticks in the prose of ``path`` (no globs, variables or
+    ``<placeholders>``)."""
+    return [m.group(1) for line in _raw_prose_lines(path) for span in re.findall(r"`([^`]+)`", line)
+            if (m := re.match(r"^(results/[^\s*${}<>]+?)[.,]?$", span))]
+
+
+def _raw_prose_lines(path: Path) -> list[str]:
+    out, in_code = [], False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if FENCE.match(line):
+            in_code = not in_code
+        elif not in_code:
+            out.append(line)
+    return out
+
+
+def test_cited_results_parser(tmp_path: Path) -> None:
+    md = tmp_path / "x.md"
+    md.write_text("in `results/a/b.md`, `results/x/*.json`, `results/<name>/`\n```\n`results/c`\n```\n")
+    assert cited_results(md) == ["results/a/b.md"]
+
+
+def test_cited_results_exist() -> None:
+    """Every ``results/...`` path the prose cites exists (outputs that commands write on demand,
+    such as the demo's, excepted): moving a result to results/archive/ must update its citations."""
+    on_demand = ("results/demo/", "results/gpu/")  # written by ./scripts/demo.sh, scripts/gpu_check.sh
+    missing = [f"{doc.relative_to(ROOT)}: {p}" for doc in DOCS for p in cited_results(doc)
+               if not p.startswith(on_demand) and not (ROOT / p).exists()]
+    assert not missing, f"cited results that do not exist: {missing}"
+
+
 def test_every_doc_is_linked_from_readme() -> None:
     readme = set(links(ROOT / "README.md"))
     missing = [p.relative_to(ROOT).as_posix() for p in DOCS[2:] if p.relative_to(ROOT).as_posix() not in readme]

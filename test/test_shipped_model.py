@@ -1,4 +1,4 @@
-"""The shipped checkpoints load and keep the accuracy measured in README (regression floors);
+"""The shipped checkpoints load and keep the accuracy measured in docs/results.md (regression floors);
 and the shipped dense model meets the foundation issue's accuracy targets."""
 
 import numpy as np
@@ -11,7 +11,7 @@ from usn_robust_keypoints.weights import (DEFAULT_CERTIFIED, DEFAULT_DENSE, DEFA
                                       PREVIOUS_CERTIFIED, WEIGHTS_DIR, default_model_path)
 
 SHIPPED = sorted(p.name for p in WEIGHTS_DIR.glob("*.safetensors"))
-# (real left* floor, synthetic test floor): a little below the numbers measured for README.
+# (real left* floor, synthetic test floor): a little below the numbers in docs/results.md ("Shipped models").
 # measured: dense 0.885 / 0.992, pruned 0.827 / 0.973, certtrained 0.808 / 0.961, subbox 0.808 / 0.968,
 # distill 0.788 / 0.976
 FLOORS = {DEFAULT_DENSE: (0.85, 0.97), DEFAULT_PRUNED: (0.78, 0.94), OLDER_CERTIFIED: (0.76, 0.93),

@@ -8,8 +8,8 @@ WEIGHTS_DIR = Path(__file__).resolve().parent
 DEFAULT_DENSE = "chessboard_dense.safetensors"
 DEFAULT_PRUNED = "chessboard_usn_pruned.safetensors"
 # The nodes' default: the pruned model with a zero-mean stem, fine-tuned against the certifier's bounds
-# on random ±0.02 sub-boxes of the ±0.1 box (κ 0.3) with distillation from the dense model (README,
-# "Certifiability training", "Shipping decision, 2026-11-26 21:35").
+# on random ±0.02 sub-boxes of the ±0.1 box (κ 0.3) with distillation from the dense model (why: CHANGELOG.md;
+# recipe: docs/training.md, "Certifiability training").
 DEFAULT_CERTIFIED = "chessboard_usn_distill.safetensors"
 # The previous defaults (κ 0.1 sub-boxes; before it the whole-box term); selectable with model_path.
 PREVIOUS_CERTIFIED = "chessboard_usn_subbox.safetensors"
