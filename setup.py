@@ -42,6 +42,7 @@ setup(
         "scikit-image",
         "torch-pruning>=1.5",
         "rosbags>=0.10",  # usn-keypoints certify-bag / record-bag (pure Python, ROS 2 db3 + mcap)
+        "onnx>=1.14",  # reading users' ONNX models (model/graph/onnx_import.py); no runtime needed
     ],
     extras_require={"test": ["pytest"]},
     zip_safe=True,

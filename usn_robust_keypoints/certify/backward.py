@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .bounds import FoldedConv, input_clamp, input_terms
+from .bounds import _PAD_FLOOR, FoldedConv, GraphLayer, MaxPool, input_clamp, input_terms, pool_windows
 
 ROW_CHUNK = 256
 
@@ -106,8 +106,107 @@ def _conv_adjoint(lam: torch.Tensor, conv: FoldedConv, in_shape: tuple[int, int,
 def _upsample_adjoint(lam: torch.Tensor, up: nn.Upsample, in_shape: tuple[int, int, int]) -> torch.Tensor:
     fh, fw = lam.shape[-2] // in_shape[-2], lam.shape[-1] // in_shape[-1]
     if up.mode != "nearest" or fh * in_shape[-2] != lam.shape[-2] or fw * in_shape[-1] != lam.shape[-1]:
-        raise ValueError("backward bounds support nearest Upsample by integer factors only")
+        return _linear_adjoint(up, lam, in_shape)  # bilinear: the adjoint of the linear map
     return F.avg_pool2d(lam, (fh, fw)) * (fh * fw)
+
+
+def _linear_adjoint(op, lam: torch.Tensor, in_shape: tuple[int, int, int]) -> torch.Tensor:
+    """``lam`` through the adjoint of a linear map without offset (bilinear interpolation): the
+    vector-Jacobian product at 0."""
+    with torch.enable_grad():
+        x = torch.zeros(lam.shape[0], *in_shape, dtype=lam.dtype, device=lam.device, requires_grad=True)
+        (adj,) = torch.autograd.grad(op(x), x, lam)
+    return adj
+
+
+def _relu_update(lam, const, sl, su, bu):
+    neg = lam.clamp_max(0)
+    return lam.clamp_min(0) * sl + neg * su, const + (neg * bu).flatten(1).sum(dim=1)
+
+
+def _max_pool_backward(m: MaxPool, lo: torch.Tensor, hi: torch.Tensor, lam: torch.Tensor,
+                       const: torch.Tensor, per_row) -> tuple[torch.Tensor, torch.Tensor]:
+    """Max pool with inputs in ``[lo, hi]``: ``y >= z_i`` (``i`` the element with the largest
+    ``lo``) where the coefficient is positive; where it is negative ``y = z_i`` if ``lo_i`` is at
+    least every other ``hi`` in the window, else ``y <= max hi``."""
+    n, c, h, w = lo.shape
+    wl, wh = pool_windows(lo, m, _PAD_FLOOR), pool_windows(hi, m, _PAD_FLOOR)  # (N, C, K, L)
+    jl = wl.argmax(dim=2, keepdim=True)
+    top2 = wh.topk(min(2, wh.shape[2]), dim=2).values
+    hi_i = wh.gather(2, jl)
+    hi_other = torch.where(hi_i >= top2[:, :, :1], top2[:, :, -1:], top2[:, :, :1])  # max hi of the others
+    exact = (wl.gather(2, jl) >= hi_other) | (wh.shape[2] == 1)
+    jl, exact, maxhi = per_row(jl), per_row(exact), per_row(top2[:, :, :1])
+    b = lam.shape[0]
+    lam = lam.reshape(b, c, 1, -1)
+    pos, neg = lam.clamp_min(0), lam.clamp_max(0)
+    coef = pos + torch.where(exact, neg, torch.zeros_like(neg))
+    const = const + torch.where(exact, torch.zeros_like(neg), neg * maxhi).flatten(1).sum(dim=1)
+    onehot = torch.zeros(b, c, wl.shape[2], lam.shape[-1], dtype=lam.dtype, device=lam.device)
+    onehot.scatter_(2, jl.expand(b, -1, -1, -1), coef)
+    (ph, pw) = m.padding
+    hp, wp = h + 2 * ph, w + 2 * pw
+    adj = F.fold(onehot.reshape(b * c, -1, lam.shape[-1]), (hp, wp), m.kernel_size, dilation=m.dilation)
+    return adj.reshape(b, c, hp, wp)[:, :, ph:ph + h, pw:pw + w], const
+
+
+def _relax(m, t):
+    """A layer's trace entry prepared for the backward pass (ReLU relaxations computed once)."""
+    if isinstance(m, nn.ReLU):
+        return _relu_relaxation(*t)
+    if isinstance(m, GraphLayer):
+        return [[_relax(l, e) for l, e in zip(step.layers, entry)] if step.kind == "layers" else entry
+                for step, entry in zip(m.steps, t)]
+    return t
+
+
+def _backward_layers(layers: list, relax: list, lam: torch.Tensor, const: torch.Tensor,
+                     per_row) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(lam, const)`` taken backward through ``layers`` (their prepared trace entries ``relax``)."""
+    for m, t in zip(reversed(layers), reversed(relax)):
+        if isinstance(m, FoldedConv):
+            if m.bias is not None:
+                const = const + (lam.sum(dim=(2, 3)) * m.bias).sum(dim=1)
+            lam = _conv_adjoint(lam, m, t)
+        elif isinstance(m, nn.ReLU):
+            lam, const = _relu_update(lam, const, *(per_row(v) for v in t))
+        elif isinstance(m, nn.LeakyReLU):
+            a = float(m.negative_slope)
+            sl, su, bu = (per_row(v) for v in _relu_relaxation(*t))
+            lam, const = _relu_update(lam, const, a + (1 - a) * sl, a + (1 - a) * su, (1 - a) * bu)
+        elif isinstance(m, MaxPool):
+            lam, const = _max_pool_backward(m, *t, lam, const, per_row)
+        elif isinstance(m, nn.Upsample):
+            lam = _upsample_adjoint(lam, m, t)
+        elif isinstance(m, nn.PixelShuffle):
+            lam = F.pixel_unshuffle(lam, m.upscale_factor)
+        elif isinstance(m, GraphLayer):
+            lam, const = _graph_backward(m, t, lam, const, per_row)
+        elif not isinstance(m, (nn.Identity, nn.Dropout)):
+            raise ValueError(f"backward bounds: unsupported layer {type(m).__name__}")
+    return lam, const
+
+
+def _graph_backward(g: GraphLayer, relax: list, lam: torch.Tensor, const: torch.Tensor,
+                    per_row) -> tuple[torch.Tensor, torch.Tensor]:
+    """Backward through a :class:`GraphLayer`: the coefficients of a value are the sum over its
+    consumers; an add passes its coefficients to every input, a concat splits them by channel."""
+    lams: list = [None] * (len(g.steps) + 1)
+    lams[-1] = lam
+    for i in range(len(g.steps) - 1, -1, -1):
+        step, t, out = g.steps[i], relax[i], lams[i + 1]
+        if out is None:
+            continue
+        if step.kind == "add":
+            parts = [out] * len(step.inputs)
+        elif step.kind == "cat":
+            parts = list(torch.split(out, t, dim=1))
+        else:
+            part, const = _backward_layers(step.layers, t, out, const, per_row)
+            parts = [part]
+        for j, p in zip(step.inputs, parts):
+            lams[j] = p if lams[j] is None else lams[j] + p
+    return lams[0], const
 
 
 def backward_margins(layers: list[nn.Module], x0: torch.Tensor, boxes: torch.Tensor, trace: list,
@@ -126,7 +225,7 @@ def backward_forms(layers: list[nn.Module], x0: torch.Tensor, boxes: torch.Tenso
     parameters of the row's sub-box) of ``H[k, q] - H[k, s]`` for ``rows (B, 4) = (n, k, q, s)``;
     :func:`backward_margins` is their minimum over the sub-box."""
     tau, layers = input_clamp(layers)
-    relax = [_relu_relaxation(*t) if isinstance(m, nn.ReLU) else t for m, t in zip(layers, trace)]
+    relax = [_relax(m, t) for m, t in zip(layers, trace)]
     z_mid, z_e1, z_e2 = input_terms(x0, boxes)  # z = z_mid + z_e1 e1 + z_e2 e2 (exact)
     spread = z_e1.abs() + z_e2.abs()
     clip = _clamp_relaxation(z_mid - spread, z_mid + spread, tau)
@@ -153,22 +252,7 @@ def _backward_chunk(layers, relax, inputs, rows, n_boxes) -> torch.Tensor:
     lam[ar, rows[:, 1] * h * w + rows[:, 3]] -= 1.0
     lam = lam.view(n_rows, k_out, h, w)
     const = torch.zeros(n_rows, dtype=dtype, device=device)
-    for m, t in zip(reversed(layers), reversed(relax)):
-        if isinstance(m, FoldedConv):
-            if m.bias is not None:
-                const = const + (lam.sum(dim=(2, 3)) * m.bias).sum(dim=1)
-            lam = _conv_adjoint(lam, m, t)
-        elif isinstance(m, nn.ReLU):
-            sl, su, bu = (per_row(v) for v in t)
-            neg = lam.clamp_max(0)
-            const = const + (neg * bu).flatten(1).sum(dim=1)
-            lam = lam.clamp_min(0) * sl + neg * su
-        elif isinstance(m, nn.Upsample):
-            lam = _upsample_adjoint(lam, m, t)
-        elif isinstance(m, nn.PixelShuffle):
-            lam = F.pixel_unshuffle(lam, m.upscale_factor)
-        elif not isinstance(m, (nn.Identity, nn.Dropout)):
-            raise ValueError(f"backward bounds: unsupported layer {type(m).__name__}")
+    lam, const = _backward_layers(layers, relax, lam, const, per_row)
     # Input: x = clip(z), z = z_mid + z_e1 e1 + z_e2 e2 (exact), relaxed linearly in z per pixel.
     z_mid, z_e1, z_e2, a_l, b_l, a_u, b_u = (per_row(v) for v in inputs)
     pos, neg = lam.clamp_min(0), lam.clamp_max(0)

@@ -194,13 +194,15 @@ def conv_forms(f: Forms, conv: FoldedConv) -> Forms:
 
 
 def upsample_forms(f: Forms, up: nn.Upsample) -> Forms:
-    """Forms through nearest-neighbour upsampling (exact)."""
-    if up.mode != "nearest":
-        raise ValueError(f"unsupported Upsample mode {up.mode!r} (only 'nearest')")
+    """Forms through nearest-neighbour (exact) or bilinear upsampling (a linear map with weights
+    >= 0, applied to the lower and the upper form: as tight as any affine bound can be)."""
+    if up.mode not in ("nearest", "bilinear"):
+        raise ValueError(f"unsupported Upsample mode {up.mode!r} (only 'nearest' or 'bilinear')")
 
     def apply(t: torch.Tensor) -> torch.Tensor:
         m, n = _merge(t)
-        return _split(F.interpolate(m, size=up.size, scale_factor=up.scale_factor, mode="nearest"), n)
+        return _split(F.interpolate(m, size=up.size, scale_factor=up.scale_factor, mode=up.mode,
+                                    align_corners=up.align_corners), n)
 
     return Forms(apply(f.lower), apply(f.upper))
 
@@ -219,6 +221,65 @@ def identity_forms(f: Forms, _: nn.Module) -> Forms:
     return f
 
 
+def leaky_relu_forms(f: Forms, m: nn.LeakyReLU) -> Forms:
+    """Forms of ``leaky_relu(z) = a * z + (1 - a) * relu(z)`` for a slope ``0 <= a <= 1`` (both
+    terms have weights >= 0, so the sum of their sound forms is sound)."""
+    a = float(m.negative_slope)
+    if not 0.0 <= a <= 1.0:
+        raise ValueError(f"LeakyReLU negative_slope must be in [0, 1], got {a}")
+    r = relu_forms(f)
+    return Forms(a * f.lower + (1 - a) * r.lower, a * f.upper + (1 - a) * r.upper)
+
+
+_PAD_FLOOR = -1e30  # the value a max-pool's padding holds (never the max of a window)
+
+
+@dataclass
+class MaxPool:
+    """A stride-1 max pool (the graph import follows a strided one with a stride-``s`` identity
+    :class:`FoldedConv`, so the output stride stays the product of the conv strides)."""
+
+    kernel_size: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(x, self.kernel_size, 1, self.padding, self.dilation)
+
+
+def pool_windows(x: torch.Tensor, m: MaxPool, fill: float) -> torch.Tensor:
+    """The max-pool windows of ``x (B, C, H, W)`` as ``(B, C, kh * kw, Ho * Wo)`` (padding holds ``fill``)."""
+    (kh, kw), (ph, pw) = m.kernel_size, m.padding
+    b, c = x.shape[:2]
+    xp = F.pad(x, (pw, pw, ph, ph), value=fill)
+    win = F.unfold(xp.reshape(b * c, 1, *xp.shape[-2:]), (kh, kw), dilation=m.dilation)
+    return win.reshape(b, c, kh * kw, -1)
+
+
+def max_pool_forms(f: Forms, m: MaxPool) -> Forms:
+    """Sound forms of a max pool: lower = the lower form of the window element with the largest
+    minimum (``max_j z_j >= z_i``); upper = the upper form ``U_i`` of the element with the largest
+    maximum plus ``max_j max_e (U_j - U_i)`` (exact when one element dominates its window)."""
+    n, _, c, h, w = f.lower.shape
+    ho = h + 2 * m.padding[0] - m.dilation[0] * (m.kernel_size[0] - 1)
+    wo = w + 2 * m.padding[1] - m.dilation[1] * (m.kernel_size[1] - 1)
+
+    def windows(t: torch.Tensor) -> torch.Tensor:  # (N, 3, C, H, W) -> (N, 3, C, K, L)
+        const = pool_windows(t[:, 0], m, _PAD_FLOOR)
+        coef = pool_windows(t[:, 1:].reshape(n * 2, c, h, w), m, 0.0)
+        return torch.cat([const.unsqueeze(1), coef.reshape(n, 2, *coef.shape[1:])], dim=1)
+
+    lo, up = windows(f.lower), windows(f.upper)
+    jl = (lo[:, 0] - lo[:, 1].abs() - lo[:, 2].abs()).argmax(dim=2, keepdim=True)  # (N, C, 1, L)
+    lower = lo.gather(3, jl.unsqueeze(1).expand(-1, 3, -1, -1, -1)).squeeze(3)
+    ju = (up[:, 0] + up[:, 1].abs() + up[:, 2].abs()).argmax(dim=2, keepdim=True)
+    upper = up.gather(3, ju.unsqueeze(1).expand(-1, 3, -1, -1, -1)).squeeze(3)
+    diff = up - upper.unsqueeze(3)
+    offset = (diff[:, 0] + diff[:, 1].abs() + diff[:, 2].abs()).amax(dim=2).clamp_min(0)
+    upper = torch.cat([(upper[:, 0] + offset).unsqueeze(1), upper[:, 1:]], dim=1)
+    return Forms(lower.reshape(n, 3, c, ho, wo), upper.reshape(n, 3, c, ho, wo))
+
+
 HANDLERS: dict[type, Callable[[Forms, nn.Module], Forms]] = {
     FoldedConv: conv_forms,
     nn.ReLU: lambda f, _: relu_forms(f),
@@ -226,13 +287,22 @@ HANDLERS: dict[type, Callable[[Forms, nn.Module], Forms]] = {
     nn.PixelShuffle: pixel_shuffle_forms,
     nn.Identity: identity_forms,
     nn.Dropout: identity_forms,
+    nn.LeakyReLU: leaky_relu_forms,
+    MaxPool: max_pool_forms,
 }
+
+# Layers whose trace entry (see :func:`propagate`) is the concrete range of their input.
+RANGE_TRACED = (nn.ReLU, nn.LeakyReLU, MaxPool)
 
 
 def bound_layers(net: nn.Module, differentiable: bool = False) -> list:
     """The layer list of a detector or ``nn.Sequential`` with every Conv2d (+ BatchNorm2d in eval
     form) folded into a :class:`FoldedConv`; raises ``ValueError`` naming an unsupported layer.
-    ``differentiable=True`` keeps the autograd graph to the network's parameters."""
+    ``differentiable=True`` keeps the autograd graph to the network's parameters. A network with
+    its own ``bound_layers`` method (an imported graph, :mod:`..model.graph`) gives its own list."""
+    own = getattr(net, "bound_layers", None)
+    if callable(own):
+        return own(differentiable)
     seq = getattr(net, "net", net)
     if not isinstance(seq, nn.Sequential):
         raise ValueError(f"expected a HeatmapDetector or nn.Sequential, got {type(net).__name__}")
@@ -316,10 +386,79 @@ def propagate(layers: list[nn.Module], x0: torch.Tensor, boxes: torch.Tensor, tr
     ``(lo, hi)`` ``(N, C, H, W)`` of its input (the min of the lower form, the max of the upper
     form), for any other layer its input shape ``(C, H, W)`` (used by :mod:`.backward`)."""
     tau, layers = input_clamp(layers)
-    f = clamp_forms(input_forms(x0, boxes), tau)
+    return propagate_forms(layers, clamp_forms(input_forms(x0, boxes), tau), trace)
+
+
+def propagate_forms(layers: list, f: Forms, trace: list | None = None) -> Forms:
+    """The forms ``f`` through ``layers`` (no input clamp), appending one trace entry per layer
+    (see :func:`propagate`; a :class:`GraphLayer`'s entry is the list of its steps' entries)."""
     for m in layers:
+        if isinstance(m, GraphLayer):
+            sub = [] if trace is not None else None
+            f = graph_forms(f, m, sub)
+            if trace is not None:
+                trace.append(sub)
+            continue
         if trace is not None:
-            trace.append((concrete_min(f.lower), concrete_max(f.upper)) if isinstance(m, nn.ReLU)
+            trace.append((concrete_min(f.lower), concrete_max(f.upper)) if isinstance(m, RANGE_TRACED)
                          else tuple(f.lower.shape[2:]))
         f = HANDLERS[type(m)](f, m)
     return f
+
+
+@dataclass
+class GraphStep:
+    """One step of a :class:`GraphLayer`: ``kind`` ``"layers"`` (a layer list applied to one
+    input), ``"add"`` (the sum of its inputs) or ``"cat"`` (channel concatenation). ``inputs`` index
+    the step values: 0 is the graph layer's input, ``i`` the output of step ``i - 1``."""
+
+    kind: str
+    inputs: tuple[int, ...]
+    layers: list = None
+
+
+@dataclass
+class GraphLayer:
+    """A small DAG of layer lists (residual adds, channel concats) that keeps the resolution of
+    its input; its output is the last step's. Made by the graph import of a user's network."""
+
+    steps: list[GraphStep]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        vals = [x]
+        for step in self.steps:
+            ins = [vals[i] for i in step.inputs]
+            if step.kind == "add":
+                out = sum(ins[1:], ins[0])
+            elif step.kind == "cat":
+                out = torch.cat(ins, dim=1)
+            else:
+                out = ins[0]
+                for m in step.layers:
+                    out = m(out)
+            vals.append(out)
+        return vals[-1]
+
+
+def graph_forms(f: Forms, g: GraphLayer, trace: list | None = None) -> Forms:
+    """Forms through a :class:`GraphLayer`: every step's layers through :func:`propagate_forms`;
+    an add sums the lower and the upper forms (sound), a concat stacks them (exact). Trace
+    entries: a layer step's list, a concat's input channel counts, ``None`` for an add."""
+    vals = [f]
+    for step in g.steps:
+        ins = [vals[i] for i in step.inputs]
+        if step.kind == "add":
+            out, entry = Forms(sum(v.lower for v in ins), sum(v.upper for v in ins)), None
+        elif step.kind == "cat":
+            out = Forms(torch.cat([v.lower for v in ins], dim=2), torch.cat([v.upper for v in ins], dim=2))
+            entry = [v.lower.shape[2] for v in ins]
+        else:
+            entry = [] if trace is not None else None
+            out = propagate_forms(step.layers, ins[0], entry)
+        if trace is not None:
+            trace.append(entry)
+        vals.append(out)
+    return vals[-1]
+
+
+HANDLERS[GraphLayer] = graph_forms

@@ -1,7 +1,7 @@
 """``usn-keypoints <subcommand>``: the one command-line interface of the package.
 
 One module per command family (:mod:`.train`, :mod:`.evaluate`, :mod:`.certify`, :mod:`.prune`,
-:mod:`.nodes`, :mod:`.ros`, :mod:`.experiments`); each has ``register(sub)``, which adds its subcommands with
+:mod:`.model`, :mod:`.nodes`, :mod:`.ros`, :mod:`.experiments`); each has ``register(sub)``, which adds its subcommands with
 ``p.set_defaults(func=handler)``, and ``handler(args) -> int`` turns the arguments into the
 library's config dataclasses and calls the library (imported lazily, so ``--help`` stays fast and
 only the ROS subcommands import rclpy). This package is the only place that knows argparse.
@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import certify, evaluate, experiments, nodes, prune, ros, train
+from . import certify, evaluate, experiments, model, nodes, prune, ros, train
 
-FAMILIES = (train, evaluate, certify, prune, nodes, ros, experiments)
+FAMILIES = (train, evaluate, certify, prune, model, nodes, ros, experiments)
 
 
 def build_parser() -> argparse.ArgumentParser:

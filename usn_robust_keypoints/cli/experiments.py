@@ -1,7 +1,7 @@
 """Experiment and diagnostic subcommands (harnesses in :mod:`usn_robust_keypoints.experiments`):
 ``experiment``, ``tradeoff``, ``pooled-paired``, ``bench-certify``, ``certify-timing``,
 ``box-pass-cost``, ``frontier``, ``stream-check``, ``diagnose-bounds``, ``exact-verdicts``,
-``real-frontier``. Options left out keep the harness config's default."""
+``real-frontier``, ``own-model-speed``. Options left out keep the harness config's default."""
 
 from __future__ import annotations
 
@@ -91,6 +91,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", help="also write the table here")
     p.set_defaults(func=run_certify_timing)
+
+    p = sub.add_parser("own-model-speed", help="certification time of the shipped default: native vs imported "
+                                               "nn.Module vs imported ONNX (markdown table)")
+    p.add_argument("--out", default="results/own_model", help="results folder")
+    p.add_argument("--frames", type=int, help="synthetic test frames (default 16)")
+    p.add_argument("--repeats", type=int, help="runs per frame and copy, the best counts (default 2)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default 1)")
+    p.set_defaults(func=run_own_model_speed)
 
     p = sub.add_parser("box-pass-cost", help="time of one full-frame bound pass per sub-box (markdown table)")
     p.add_argument("models", nargs="+", help="checkpoints (.safetensors)")
@@ -227,6 +235,14 @@ def run_certify_timing(args: argparse.Namespace) -> int:
     from ..experiments.certify_timing import certify_timing
 
     write_table(certify_timing(args.models, frames=args.frames, eps=args.eps, threads=args.threads), args.out)
+    return 0
+
+
+def run_own_model_speed(args: argparse.Namespace) -> int:
+    from ..experiments.own_model_speed import SpeedConfig, run_speed, table
+
+    print(table(run_speed(SpeedConfig(**given(frames=args.frames, repeats=args.repeats, threads=args.threads)), args.out)))
+    print(f"wrote {Path(args.out) / 'results.md'}")
     return 0
 
 

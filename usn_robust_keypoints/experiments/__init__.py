@@ -9,5 +9,6 @@ subcommand (:mod:`usn_robust_keypoints.cli.experiments`):
 - :mod:`.box_pass_cost`: ``box-pass-cost``, the time of one bound pass per sub-box;
 - :mod:`.frontier`: ``frontier``, one plot of the accuracy / certification trade-off;
 - :mod:`.stream_check`: ``stream-check``, the synthetic camera stream certified offline;
-- :mod:`.real_frontier`: ``real-frontier``, real ``left*`` PCK vs certified rate within budgets.
+- :mod:`.real_frontier`: ``real-frontier``, real ``left*`` PCK vs certified rate within budgets;
+- :mod:`.own_model_speed`: ``own-model-speed``, the shipped default certified as native / imported copies.
 """

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..perturbation import apply_perturbation
 from .checkpoint import load_detector
-from .detector import DetectorConfig, HeatmapDetector
+from .detector import DetectorConfig
 from .device import resolve_device
 from .preprocess import FrameGeometry, cell_centers, decode_heatmaps, preprocess
 
@@ -33,7 +34,7 @@ class Prediction:
 class KeypointModel:
     """A heatmap detector ready for inference on camera frames of any size."""
 
-    def __init__(self, detector: HeatmapDetector, device: str | torch.device = "auto",
+    def __init__(self, detector: nn.Module, device: str | torch.device = "auto",
                  info: dict | None = None, path: str | Path | None = None) -> None:
         self.device = resolve_device(device)
         self.detector = detector.to(self.device).eval()
@@ -42,6 +43,7 @@ class KeypointModel:
 
     @property
     def config(self) -> DetectorConfig:
+        """The detector's :class:`DetectorConfig` (an imported graph's :class:`ModelSpec`)."""
         return self.detector.config
 
     @property
@@ -51,7 +53,8 @@ class KeypointModel:
 
     def preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, FrameGeometry]:
         """Frame -> network input (1, 1, h, w) on the model's device, and the frame geometry."""
-        x, geo = preprocess(image, self.config.input_width, self.config.input_height)
+        x, geo = preprocess(image, self.config.input_width, self.config.input_height,
+                            getattr(self.config, "color", "gray"))
         return x.to(self.device), geo
 
     @torch.no_grad()
@@ -77,10 +80,27 @@ class KeypointModel:
                           heatmaps=hm.cpu().numpy(), cells=np.stack([rows, cols], axis=-1), geometry=geo)
 
 
-def load_model(path: str | Path | None = None, device: str | torch.device = "auto") -> KeypointModel:
-    """Load a checkpoint (default: the shipped default model) as a :class:`KeypointModel`."""
+def load_model(path: str | Path | nn.Module | None = None, device: str | torch.device = "auto",
+               spec: "ModelSpec | None" = None) -> KeypointModel:
+    """A :class:`KeypointModel` from a detector checkpoint (default: the shipped default model), an
+    imported-graph checkpoint, an ONNX file (``.onnx``; ``spec`` optional: the input size comes from
+    the file) or a ``torch.nn.Module`` with its ``spec`` (:class:`..model.graph.ModelSpec`)."""
     from ..weights import default_model_path
+    from .graph.checkpoint import FORMAT as GRAPH_FORMAT, checkpoint_format, load_graph_checkpoint
 
+    if isinstance(path, nn.Module):
+        from .graph import import_module
+
+        if spec is None:
+            raise ValueError("load_model(module) needs spec=ModelSpec(input_width=..., input_height=..., ...)")
+        return KeypointModel(import_module(path, spec), device=device, info={"source": type(path).__name__})
     path = Path(path) if path is not None else default_model_path()
-    detector, info = load_detector(path)
+    if path.suffix.lower() == ".onnx":
+        from .graph.onnx_import import import_onnx
+
+        return KeypointModel(import_onnx(path, spec), device=device, info={"source": str(path)}, path=path)
+    if checkpoint_format(path) == GRAPH_FORMAT:
+        detector, info = load_graph_checkpoint(path)
+    else:
+        detector, info = load_detector(path)
     return KeypointModel(detector, device=device, info=info, path=path)

@@ -79,13 +79,22 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     return image.reshape(image.shape[0], image.shape[1])
 
 
-def preprocess(image: np.ndarray, input_width: int, input_height: int) -> tuple[torch.Tensor, FrameGeometry]:
-    """Frame -> (1, 1, input_height, input_width) float32 tensor in [0, 1] and its geometry."""
-    gray = to_gray(image)
-    h, w = gray.shape
+def preprocess(image: np.ndarray, input_width: int, input_height: int,
+               color: str = "gray") -> tuple[torch.Tensor, FrameGeometry]:
+    """Frame -> (1, C, input_height, input_width) float32 tensor in [0, 1] and its geometry
+    (``color`` "gray": C = 1; "rgb" / "bgr": C = 3 in that order, a gray frame replicated)."""
+    if color == "gray":
+        img = to_gray(image)
+    else:
+        validate_frame(image)
+        img = image.reshape(image.shape[0], image.shape[1], -1)
+        img = np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img
+        img = img[:, :, ::-1] if color == "rgb" else img
+    h, w = img.shape[:2]
     if (w, h) != (input_width, input_height):
-        gray = cv2.resize(gray, (input_width, input_height), interpolation=cv2.INTER_AREA)
-    x = torch.from_numpy(np.ascontiguousarray(gray)).float().div_(255.0)[None, None]
+        img = cv2.resize(np.ascontiguousarray(img), (input_width, input_height), interpolation=cv2.INTER_AREA)
+    x = torch.from_numpy(np.ascontiguousarray(img)).float().div_(255.0)
+    x = x[None, None] if x.dim() == 2 else x.permute(2, 0, 1)[None]
     return x, FrameGeometry(w, h, input_width, input_height)
 
 

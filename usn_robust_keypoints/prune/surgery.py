@@ -48,7 +48,8 @@ def dependency_graph(detector: HeatmapDetector) -> tp.DependencyGraph:
     """Torch-Pruning dependency graph of ``detector`` (traced with one input of its geometry)."""
     c = detector.config
     device = next(detector.parameters()).device
-    example = torch.zeros(1, 1, c.input_height, c.input_width, device=device)
+    example = torch.zeros(1, 1 if getattr(c, "color", "gray") == "gray" else 3, c.input_height, c.input_width,
+                          device=device)
     return tp.DependencyGraph().build_dependency(detector, example_inputs=example)
 
 

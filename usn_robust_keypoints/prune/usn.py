@@ -97,7 +97,11 @@ class LayerScores:
 
 
 def hidden_convs(detector: HeatmapDetector) -> list[tuple[str, nn.Conv2d, nn.BatchNorm2d]]:
-    """(name, conv, bn) of every prunable conv layer, in order (the heatmap head excluded)."""
+    """(name, conv, bn) of every prunable conv layer, in order (the heatmap head excluded); an
+    imported graph (:class:`..model.graph.GraphDetector`) lists its own."""
+    own = getattr(detector, "hidden_convs", None)
+    if callable(own):
+        return own()
     mods = list(detector.net.named_children())
     out = []
     for i, (name, m) in enumerate(mods[:-1]):
