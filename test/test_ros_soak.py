@@ -24,7 +24,11 @@ def test_30_second_soak(tmp_path):
     bad = doc["bad_frames_sent"]
     assert bad["rejected"] >= 5
     det, cert = rows["keypoint_detector"], rows["certifier"]
-    assert det["rejected"] == bad["rejected"] and det["clipped"] == bad["processed"], table
+    # Every bad frame that reached the detector is rejected (or counted as clipped); frames the DDS
+    # never delivered (best-effort QoS, counted as ``lost``) cannot be, so they are allowed for.
+    assert bad["rejected"] - det["lost"] <= det["rejected"] <= bad["rejected"], table
+    assert bad["processed"] - det["lost"] <= det["clipped"] <= bad["processed"], table
+    assert det["rejected"] + det["clipped"] >= bad["rejected"] + bad["processed"] - det["lost"], table
     assert det["sent"] == rows["camera_source"]["processed"] + bad["rejected"] + bad["processed"]
     assert cert["restarts"] == 1 and cert["lost"] >= 0 and det["lost"] >= 0
     assert cert["rejected"] <= bad["rejected"]
