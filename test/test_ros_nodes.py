@@ -22,14 +22,7 @@ from usn_robust_keypoints.model import DetectorConfig, HeatmapDetector, load_mod
 from usn_robust_keypoints.nodes.monitor import stamp_ns  # noqa: E402
 from usn_robust_keypoints.nodes.pipeline import running_pipeline  # noqa: E402
 
-
-def wait_for(cond, timeout: float, what) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what() if callable(what) else what}")
+from ros_support import wait_for  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -64,19 +64,25 @@ def load_detector(path: str | Path) -> tuple[HeatmapDetector, dict]:
         model = HeatmapDetector(meta["config"])
     except ValueError as e:
         raise CheckpointError(f"{path}: config does not build a detector: {e}") from e
+    load_checked_weights(path, model, "the config")
+    return model.eval(), meta["extra"]
+
+
+def load_checked_weights(path: str | Path, module: torch.nn.Module, against: str) -> None:
+    """Load the safetensors weights of ``path`` into ``module`` after checking that they are readable,
+    match its state dict exactly (names and shapes; ``against`` names what defined it) and are finite."""
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{path}: weights are unreadable: {e}") from e
-    expected = model.state_dict()
+    expected = module.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     bad = [k for k in expected if k in state and state[k].shape != expected[k].shape]
     if missing or unexpected or bad:
         raise CheckpointError(
-            f"{path}: weights do not match the config "
+            f"{path}: weights do not match {against} "
             f"(missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {bad[:3]})")
     if any(not torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
         raise CheckpointError(f"{path}: weights contain NaN or inf")
-    model.load_state_dict(state)
-    return model.eval(), meta["extra"]
+    module.load_state_dict(state)

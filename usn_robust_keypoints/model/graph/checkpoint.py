@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from ..checkpoint import CheckpointError
+from ..checkpoint import CheckpointError, load_checked_weights
 from .build import finish_graph
-from .net import GraphDetector, Node
+from .net import GraphDetector
 from .spec import ModelSpec
 
 FORMAT = "usn_robust_keypoints.graph/1"
@@ -61,17 +60,7 @@ def load_graph_checkpoint(path: str | Path) -> tuple[GraphDetector, dict]:
         proto = GraphDetector.from_description(desc, spec)
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path} has an invalid graph or spec: {e}") from e
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{path}: weights are unreadable: {e}") from e
-    expected = proto.state_dict()
-    bad = sorted(set(expected) ^ set(state)) + [k for k in expected if k in state and state[k].shape != expected[k].shape]
-    if bad:
-        raise CheckpointError(f"{path}: weights do not match the graph ({bad[:3]})")
-    if any(not torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
-        raise CheckpointError(f"{path}: weights contain NaN or inf")
-    proto.load_state_dict(state)
+    load_checked_weights(path, proto, "the graph")
     # The stored graph already holds the normalisation node: rebuild through the common checks.
     spec_nonorm = ModelSpec.from_dict({**spec.to_dict(), "mean": None, "std": None})
     try:
