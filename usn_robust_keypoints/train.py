@@ -118,7 +118,10 @@ def train_detector(model: HeatmapDetector, images: np.ndarray, keypoints: np.nda
         teacher.to(dev).eval().requires_grad_(False)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.1)
+    # Warm-up: 10 % of the steps (OneCycleLR divides by zero when its warm-up ends exactly at step 0,
+    # i.e. 0.1 * steps == 1: then 15 %).
+    warmup = 0.15 if steps == 10 else 0.1
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=warmup)
     imgs = torch.from_numpy(images)
     kps = torch.from_numpy(np.asarray(keypoints, np.float32))
     losses: list[float] = []

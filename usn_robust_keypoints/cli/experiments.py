@@ -1,7 +1,7 @@
 """Experiment and diagnostic subcommands (harnesses in :mod:`usn_robust_keypoints.experiments`):
 ``experiment``, ``tradeoff``, ``pooled-paired``, ``bench-certify``, ``certify-timing``,
 ``box-pass-cost``, ``frontier``, ``stream-check``, ``diagnose-bounds``, ``exact-verdicts``,
-``real-frontier``, ``own-model-speed``. Options left out keep the harness config's default."""
+``real-frontier``, ``real-pruning``, ``own-model-speed``. Options left out keep the harness config's default."""
 
 from __future__ import annotations
 
@@ -134,6 +134,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--merge", nargs="+", help="only combine these results.json files (same settings) into --out")
     p.set_defaults(func=run_real_frontier)
+    p = sub.add_parser("real-pruning", help="pruning criteria judged on the real left* photos (certified rate "
+                                            "within budgets, time to a complete certificate, PCK): table + plot")
+    p.add_argument("--parent", help="checkpoint to prune (default: the shipped default model)")
+    p.add_argument("--teacher", help="distillation teacher of every fine-tuning (default: the shipped dense model; "
+                                     "'none': off)")
+    p.add_argument("--out", default="results/pruning_real", help="results folder (resumable)")
+    p.add_argument("--methods", nargs="+", help="subset of: USN+W, 'USN (λ=0)', BN-scale, Taylor, random")
+    p.add_argument("--sparsities", type=float, nargs="+", help="channel sparsities (default 0.25 0.5 0.75)")
+    p.add_argument("--seeds", type=int, nargs="+", help="seeds (default 0 1 2)")
+    p.add_argument("--evaluate-sparsities", type=float, nargs="+",
+                   help="evaluate every seed only at these sparsities (the others: the first seed)")
+    p.add_argument("--steps-per-round", type=int, help="fine-tune steps per pruning round (default 30)")
+    p.add_argument("--recovery-steps", type=int, help="fine-tune steps at each sparsity (default 100)")
+    p.add_argument("--train-images", type=int, help="photographed-print training scenes (default 6000)")
+    p.add_argument("--cap-ms", type=float, help="per-frame cap of the anytime run (default 5000)")
+    p.add_argument("--wall-clock", action="store_true", help="budgets on wall-clock time (default: CPU time)")
+    p.add_argument("--jobs", type=int, default=1, help="parallel worker processes (one thread each)")
+    add_robust_args(p)
+    p.set_defaults(func=run_real_pruning)
     p = sub.add_parser("diagnose-bounds", help="where the bounds are lost on real photos: per layer and "
                                                "keypoint as the θ sub-box shrinks (markdown + JSON)")
     p.add_argument("--frames", default="left01,left03,left04,left07", help="opencv-doc photo names, comma-separated")
@@ -287,6 +306,27 @@ def run_real_frontier(args: argparse.Namespace) -> int:
     if not args.models:
         raise ValueError("real-frontier needs --models (or --merge)")
     print(run(args.models, args.labels, args.out, args.eps, args.budgets, args.radius, args.frames, args.threads))
+def run_real_pruning(args: argparse.Namespace) -> int:
+    from ..experiments.real_pruning import METHODS, RealPruningConfig, run_real_pruning as run
+    from ..weights import DEFAULT_DENSE, default_model_path, shipped_model_path
+
+    bad = set(args.methods or ()) - set(METHODS)
+    if bad:
+        raise ValueError(f"unknown methods {sorted(bad)} (choose from {list(METHODS)})")
+    teacher = None if args.teacher == "none" else (args.teacher or str(shipped_model_path(DEFAULT_DENSE)))
+    robust = robust_config(args)
+    cfg = RealPruningConfig(parent=args.parent or str(default_model_path()), teacher=teacher,
+                            cpu_clock=not args.wall_clock, jobs=args.jobs,
+                            **given(methods=tuple(args.methods) if args.methods else None,
+                                    sparsities=tuple(args.sparsities) if args.sparsities else None,
+                                    seeds=tuple(args.seeds) if args.seeds else None,
+                                    evaluate_sparsities=tuple(args.evaluate_sparsities) if args.evaluate_sparsities else None,
+                                    steps_per_round=args.steps_per_round, recovery_steps=args.recovery_steps,
+                                    train_images=args.train_images, cap_ms=args.cap_ms, robust=robust))
+    print(run(cfg, args.out))
+    return 0
+
+
 def run_diagnose_bounds(args: argparse.Namespace) -> int:
     from ..experiments.diagnose_bounds import diagnose_bounds
 

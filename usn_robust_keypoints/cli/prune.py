@@ -24,6 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, help="fine-tuning peak learning rate")
     p.add_argument("--train-images", type=int, default=16000, help="synthetic training scenes")
     p.add_argument("--test-images", type=int, default=500, help="synthetic test scenes for PCK (0: skip)")
+    p.add_argument("--photo", action="store_true",
+                   help="fine-tune on scenes of the board as a photographed print (data/photo.py)")
+    p.add_argument("--distill-from", metavar="CHECKPOINT",
+                   help="teacher detector: add a distillation term towards its heatmaps to every fine-tuning")
+    p.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation term")
     p.add_argument("--usn-signal", choices=("mean_var", "total_var", "energy", "relu_var", "contribution", "gate"),
                    help="USN signal term (default energy)")
     p.add_argument("--usn-smoothness", choices=("sampled", "bounds"),
@@ -56,7 +61,8 @@ def run_prune(args: argparse.Namespace) -> int:
     import torch
 
     from ..certify.training_loss import robust_term
-    from ..data import CHESSBOARD_9X6, SceneConfig, generate_split
+    from ..data import CHESSBOARD_9X6, PhotoConfig, SceneConfig, generate_split
+    from ..train import check_teacher
     from ..evaluate import evaluate_model
     from ..model import KeypointModel, load_detector, save_checkpoint
     from ..prune.schedule import ScheduleConfig, progressive_prune, trajectory_steps
@@ -72,8 +78,12 @@ def run_prune(args: argparse.Namespace) -> int:
     src = Path(args.model) if args.model else shipped_model_path(DEFAULT_DENSE)
     dense, _ = load_detector(src)
     cfg = dense.config
+    teacher = load_detector(args.distill_from)[0] if args.distill_from else None
+    if teacher is not None:
+        check_teacher(teacher, cfg)  # before the training data is generated
     sc = SceneConfig(cfg.input_width, cfg.input_height)
-    images, kps = generate_split("train", args.train_images, sc)
+    images, kps = generate_split("train", args.train_images,
+                                 SceneConfig(cfg.input_width, cfg.input_height, photo=PhotoConfig()) if args.photo else sc)
     out = Path(args.out)
     if out.suffix != ".safetensors":
         out = out.with_name(out.name + ".safetensors")
@@ -84,9 +94,12 @@ def run_prune(args: argparse.Namespace) -> int:
             plot_scores(scores, out.with_suffix(".usn_scores.png"))
 
     term = robust_term(robust, images, kps, trajectory_steps(dense, sched), seed=args.seed)
-    result = progressive_prune(dense, images, kps, sched, extra_loss=term, on_scores=save_first_scores)[-1]
+    result = progressive_prune(dense, images, kps, sched, extra_loss=term, on_scores=save_first_scores,
+                               teacher=teacher, distill_weight=args.distill_weight if teacher is not None else 0.0)[-1]
     params = sum(p.numel() for p in result.detector.parameters())
-    info = {"pruning": {**sched.to_dict(), "source": str(src), "sparsity": result.sparsity, "removed": result.removed}}
+    info = {"pruning": {**sched.to_dict(), "source": str(src), "sparsity": result.sparsity, "removed": result.removed,
+                        "photo": bool(args.photo), "distill_from": args.distill_from,
+                        "distill_weight": args.distill_weight if teacher is not None else 0.0}}
     if term is not None:
         info["robust"] = term.summary()
     if args.test_images > 0:

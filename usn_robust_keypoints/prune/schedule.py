@@ -103,8 +103,10 @@ def trajectory_steps(detector: HeatmapDetector, config: ScheduleConfig) -> int:
 def fine_tune(model: HeatmapDetector, images: np.ndarray, keypoints: np.ndarray, steps: int, batch_size: int,
               lr: float, seed: int, gate_loss=None, w_lr: float = 1.0, weight_decay: float = 1e-4,
               augment: PerturbationBox = DEFAULT_AUGMENT, progress: bool = True,
-              desc: str = "fine-tune", extra_loss=None) -> list[float]:
-    """Fine-tune ``model`` in place with :func:`train.train_detector` on the model's device. If
+              desc: str = "fine-tune", extra_loss=None, teacher: HeatmapDetector | None = None,
+              distill_weight: float = 0.0) -> list[float]:
+    """Fine-tune ``model`` in place with :func:`train.train_detector` on the model's device
+    (``teacher``/``distill_weight``: its distillation term). If
     ``gate_loss(model)`` is given, each step is followed by
     ``gate -= w_lr * (lr_t / lr) * d gate_loss / d gate`` on the hidden BN weights (the step
     follows the one-cycle lr, so it anneals). ``extra_loss(model)`` (e.g. the certifiability term
@@ -125,7 +127,7 @@ def fine_tune(model: HeatmapDetector, images: np.ndarray, keypoints: np.ndarray,
     return train_detector(model, images, keypoints, steps=steps, batch_size=batch_size, lr=lr,
                           weight_decay=weight_decay, seed=seed, device=str(next(model.parameters()).device),
                           augment=augment, extra_loss=extra_loss, after_step=gate_step, progress=progress,
-                          desc=desc, leave=False)
+                          teacher=teacher, distill_weight=distill_weight, desc=desc, leave=False)
 
 
 def calibration_set(images: np.ndarray, keypoints: np.ndarray, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -178,12 +180,14 @@ def _select(model: HeatmapDetector, importance: tp.importance.Importance, n: int
 
 def progressive_prune(detector: HeatmapDetector, images: np.ndarray, keypoints: np.ndarray,
                       config: ScheduleConfig, progress: bool = True, extra_loss=None,
-                      on_scores: Callable[[int, list[LayerScores], UsnConfig], None] | None = None) -> list[PruneResult]:
+                      on_scores: Callable[[int, list[LayerScores], UsnConfig], None] | None = None,
+                      teacher: HeatmapDetector | None = None, distill_weight: float = 0.0) -> list[PruneResult]:
     """Prune a copy of ``detector`` progressively; one :class:`PruneResult` per target sparsity.
 
     ``images`` (N, h, w) uint8 and ``keypoints`` (N, K, 2) (network-input pixels) are the
     fine-tuning and calibration data (training split only; calibration: :func:`calibration_set`);
-    ``extra_loss`` goes to every fine-tuning; ``on_scores(round, scores, usn_config)`` (rounds from
+    ``extra_loss`` and the distillation from ``teacher`` (weight ``distill_weight``) go to every
+    fine-tuning; ``on_scores(round, scores, usn_config)`` (rounds from
     1) is called with the USN scores each round prunes by and their settings (e.g. to save them)."""
     cfg = config
     torch.manual_seed(cfg.seed)
@@ -196,7 +200,8 @@ def progressive_prune(detector: HeatmapDetector, images: np.ndarray, keypoints: 
     criterion = _Criterion(cfg, images, keypoints, on_scores)
     bns = lambda m: [bn for _, _, bn in hidden_convs(m)]  # noqa: E731
     removed_so_far, history, results = 0, [], []
-    fit = dict(batch_size=cfg.batch_size, lr=cfg.lr, progress=progress, extra_loss=extra_loss)
+    fit = dict(batch_size=cfg.batch_size, lr=cfg.lr, progress=progress, extra_loss=extra_loss, teacher=teacher,
+               distill_weight=distill_weight)
     bar = tqdm(plan, desc=f"prune {cfg.method}" + (f"+W{cfg.wasserstein:g}" if cfg.wasserstein else ""),
                unit="round", disable=not progress)
     for r, count in enumerate(bar):
