@@ -212,3 +212,19 @@ def test_diagnostic_subcommands_write_their_tables(tiny_model, tmp_path, capsys)
     assert (tmp_path / "f" / "frontier.png").stat().st_size > 1000
     (tmp_path / "b.json").write_text(json.dumps({"config": {**cfg, "budget_ms": 500.0}, "rows": rows}))
     assert main(["frontier", str(tmp_path / "b.json"), "--out", str(tmp_path / "g")]) == 2
+
+
+def test_prune_cli_photo_scenes_with_distillation(tiny_model, tmp_path):
+    """--photo fine-tunes on photographed-print scenes and --distill-from adds the teacher's term;
+    both are recorded in the checkpoint."""
+    out = tmp_path / "pruned_photo"
+    rc = main(["prune", "--model", str(tiny_model), "--method", "bn", "--sparsity", "0.25", "--out", str(out),
+               "--train-images", "8", "--test-images", "0", "--steps-per-round", "2", "--recovery-steps", "2",
+               "--batch-size", "2", "--round-fraction", "0.25", "--photo", "--distill-from", str(tiny_model),
+               "--distill-weight", "0.5"])
+    assert rc == 0
+    model, info = load_detector(out.with_suffix(".safetensors"))
+    assert info["pruning"]["photo"] is True and info["pruning"]["distill_weight"] == 0.5
+    assert info["pruning"]["distill_from"] == str(tiny_model)
+    dense, _ = load_detector(tiny_model)
+    assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in dense.parameters())

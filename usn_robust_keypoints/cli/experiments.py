@@ -149,6 +149,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recovery-steps", type=int, help="fine-tune steps at each sparsity (default 100)")
     p.add_argument("--train-images", type=int, help="photographed-print training scenes (default 6000)")
     p.add_argument("--cap-ms", type=float, help="per-frame cap of the anytime run (default 5000)")
+    p.add_argument("--frames", type=int, help="only the first N real photos (quick checks)")
     p.add_argument("--wall-clock", action="store_true", help="budgets on wall-clock time (default: CPU time)")
     p.add_argument("--jobs", type=int, default=1, help="parallel worker processes (one thread each)")
     add_robust_args(p)
@@ -322,7 +323,8 @@ def run_real_pruning(args: argparse.Namespace) -> int:
                                     seeds=tuple(args.seeds) if args.seeds else None,
                                     evaluate_sparsities=tuple(args.evaluate_sparsities) if args.evaluate_sparsities else None,
                                     steps_per_round=args.steps_per_round, recovery_steps=args.recovery_steps,
-                                    train_images=args.train_images, cap_ms=args.cap_ms, robust=robust))
+                                    train_images=args.train_images, cap_ms=args.cap_ms, robust=robust,
+                                    frames=args.frames))
     print(run(cfg, args.out))
     return 0
 

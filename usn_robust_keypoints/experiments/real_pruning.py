@@ -63,6 +63,7 @@ class RealPruningConfig:
     cap_ms: float = 5000.0
     anytime_ms: tuple[float, ...] = (120.0, 250.0, 500.0, 1000.0, 5000.0)
     evaluate_sparsities: tuple[float, ...] | None = None  # None: all; else only these (others: seed 0 only)
+    frames: int | None = None  # only the first N real photos (quick checks)
     cpu_clock: bool = True  # budgets on the certifying thread's CPU time (an idle core on a loaded machine)
     jobs: int = 1
 
@@ -119,6 +120,7 @@ def evaluate_real(path: str, label: str, cfg: RealPruningConfig) -> dict:
         native.clock = time.thread_time
     model = load_model(path, device="cpu")
     records, _, symmetries = load_coco(build_real_set("left"))
+    records = records[:cfg.frames] if cfg.frames else records
     images = [r.load() for r in records]
     kps = np.stack([r.keypoints for r in records])
     ev = evaluate_model(model, images, kps, symmetries, (3.0,), progress=False)
