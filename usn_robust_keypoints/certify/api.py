@@ -108,7 +108,7 @@ def certify(model: KeypointModel, image: np.ndarray, alpha: float | None = None,
             proven = [r.state == "proven" for r in results]
             beta_star = _bisect(ctx, radius, deadline, [beta if p else 0.0 for p in proven], "beta")
             alpha_star = _bisect(ctx, radius, deadline, [alpha if p else 0.0 for p in proven], "alpha")
-    hm_scores = _scores(ctx)
+    hm_scores = ctx.scores
     xy = geo.input_to_frame(cell_centers(ctx.cells[:, 0], ctx.cells[:, 1], ctx.plan.stride))
     kps = [KeypointCertificate(index=k, name=names[k], x=float(xy[k, 0]), y=float(xy[k, 1]),
                                score=float(hm_scores[k]), status=STATUS[r.state], radius=float(radius),
@@ -118,12 +118,6 @@ def certify(model: KeypointModel, image: np.ndarray, alpha: float | None = None,
     return FrameCertificate(alpha=alpha, beta=beta, radius=float(radius), backend=backend, keypoints=kps,
                             time_ms=1000.0 * (time.perf_counter() - t0), frame_width=geo.frame_width,
                             frame_height=geo.frame_height)
-
-
-def _scores(ctx: FrameContext) -> np.ndarray:
-    with torch.no_grad():
-        hm = ctx.detector(ctx.x0)[0]
-    return decode_heatmaps(hm)[2].cpu().numpy()
 
 
 def _bisect(ctx: FrameContext, radius: float, deadline: float, lo: list[float], which: str) -> list[float]:

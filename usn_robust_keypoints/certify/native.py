@@ -5,8 +5,9 @@ keypoints still open on it. Every leaf has a *tile* (the part of the box it is r
 the tiles of a keypoint's leaves always cover the whole box) and a *search box* inside its tile
 (the part its bounds have not proven yet). One round:
 
-1. picks up to :data:`MAX_BATCH` leaves: the open keypoint closest to a proof first (highest worst
-   margin over its leaves), its leaves worst margin first;
+1. picks up to :data:`MAX_BATCH` leaves (fewer when only fewer fit in the time left): the open
+   keypoint closest to a proof first (highest worst margin over its leaves), its leaves worst margin
+   first;
 2. bounds them in one batched forward pass (:func:`.bounds.propagate`): every spec row
    ``H_q - H_s`` (``s`` outside the disk, ``q`` a candidate inside) gets an affine lower bound in
    the leaf's normalised parameters; rows proven stay proven in the children (requirements are
@@ -60,6 +61,7 @@ MAX_ROWS = 8  # open spec rows per leaf and keypoint sent to the backward pass
 PGD_AFTER = 16  # gradient counter-example search once a keypoint has this many open leaves
 PGD_STEPS = 8
 WARM_TILES = 64  # largest partition per keypoint kept for a warm start
+TIME_MARGIN = 1.5  # a round is started only if its estimated cost times this fits before the deadline
 
 
 @dataclass
@@ -115,6 +117,7 @@ class FrameContext:
     heatmap_size: tuple[int, int]
     tol: float
     max_candidates: int = 25
+    scores: np.ndarray | None = None  # (K,) the nominal heatmap's score at each argmax (as predict)
     q_cache: dict = field(default_factory=dict)
     box_seconds: float = 0.0  # measured time of one search round per leaf (budget planning)
 
@@ -132,12 +135,12 @@ def frame_context(detector: nn.Module, x0: torch.Tensor, geometry: FrameGeometry
     with torch.no_grad():
         hm = detector(x0)[0]  # (K, h, w): the same network and decoding as predict
     k, h, w = hm.shape
-    rows, cols, _ = decode_heatmaps(hm)
+    rows, cols, scores = decode_heatmaps(hm)
     cells = np.stack([rows.cpu().numpy(), cols.cpu().numpy()], axis=1)
     dist = np.stack([cell_distances(geometry, plan.stride, (h, w), tuple(c)) for c in cells])
     tol = SAFETY * (1.0 + float(hm.abs().max()))
     return FrameContext(plan, detector, x0, cells, torch.as_tensor(dist, dtype=x0.dtype, device=x0.device),
-                        (h, w), tol)
+                        (h, w), tol, scores=scores.cpu().numpy())
 
 
 @dataclass
@@ -285,7 +288,7 @@ def search(ctx: FrameContext, box: PerturbationBox | tuple[float, float, float, 
         if rest:
             starts = {k: warm.get(wkey, k) for k in rest} if warm is not None else None
             more = _run(ctx, _Coords(box, True, dev), radius, deadline, max_depth, backward, rest, starts,
-                        max_leaves, False)
+                        max_leaves, False, root_points=False)  # the first pass tried the box's points
             for k, r in more.items():
                 r.leaves += res[k].leaves
                 r.peak_leaves = max(r.peak_leaves, res[k].peak_leaves)
@@ -297,9 +300,11 @@ def search(ctx: FrameContext, box: PerturbationBox | tuple[float, float, float, 
 
 
 def _run(ctx: FrameContext, coords: _Coords, radius: float, deadline: float, max_depth: int, backward: bool,
-         ks: list[int], starts: dict | None, max_leaves: int, first_free: bool) -> dict[int, KeypointResult]:
+         ks: list[int], starts: dict | None, max_leaves: int, first_free: bool,
+         root_points: bool = True) -> dict[int, KeypointResult]:
     """The branch and bound of :func:`search` in ``coords`` for keypoints ``ks`` from ``starts``
-    (tiles per keypoint; default the root); ``first_free``: the first round runs whatever the deadline."""
+    (tiles per keypoint; default the root); ``first_free``: the first round runs whatever the deadline;
+    ``root_points``: the first round also tries the box's corners, edge midpoints and centre."""
     n_k, n_s = ctx.dist.shape
     res = {k: KeypointResult() for k in ks}
     dev, dt = ctx.x0.device, ctx.x0.dtype
@@ -325,7 +330,11 @@ def _run(ctx: FrameContext, coords: _Coords, radius: float, deadline: float, max
             break
         n_batch = min(MAX_BATCH, len(leaves))
         now = clock()
-        if out_of_time or not (first and first_free) and (now > deadline or now + ctx.box_seconds * n_batch > deadline):
+        if not (first and first_free) and math.isfinite(deadline) and ctx.box_seconds > 0:
+            # Near the deadline a round bounds only the leaves that still fit (the best-ranked ones:
+            # a prefix of the full round, so a smaller budget still proves a subset).
+            n_batch = min(n_batch, max(0, int((deadline - now) / (TIME_MARGIN * ctx.box_seconds))))
+        if out_of_time or not (first and first_free) and (now > deadline or n_batch == 0):
             for r in res.values():
                 if r.state == "search":
                     r.state = "unknown"
@@ -341,10 +350,12 @@ def _run(ctx: FrameContext, coords: _Coords, radius: float, deadline: float, max
         # Counter-examples: the new search boxes' centres (and, first, the box's corners and edges).
         live = batch.open.any(dim=1)
         centres = torch.stack([(new_box[live, 0] + new_box[live, 1]) / 2, (new_box[live, 2] + new_box[live, 3]) / 2], 1)
-        thetas = coords.theta(centres)
-        if first:
-            thetas = torch.cat([_root_points(coords.r), thetas])
-        _refute(ctx, thetas, radius, res, [batch, rest])
+        _refute(ctx, coords.theta(centres), radius, res, [batch, rest])
+        once = 0.0  # the root points: a once-per-search cost, kept out of the per-leaf estimate
+        if first and root_points:
+            t1 = clock()
+            _refute(ctx, _root_points(coords.r), radius, res, [batch, rest])
+            once = clock() - t1
         for k in ks:
             if res[k].state == "search" and k not in pgd_done and \
                     int(batch.open[:, k].sum() + rest.open[:, k].sum()) >= PGD_AFTER:
@@ -373,8 +384,9 @@ def _run(ctx: FrameContext, coords: _Coords, radius: float, deadline: float, max
         for r in res.values():
             if r.state != "search" and math.isnan(r.decided_at):
                 r.decided_at = now
-        per_leaf = (now - t0) / len(batch)  # the whole round (bounds, backward, counter-examples) per leaf
-        ctx.box_seconds = per_leaf if ctx.box_seconds == 0 else 0.7 * ctx.box_seconds + 0.3 * per_leaf
+        per_leaf = (now - t0 - once) / len(batch)  # the round (bounds, backward, counter-examples) per leaf
+        # A cautious estimate for the deadline: never below the latest round's cost per leaf.
+        ctx.box_seconds = max(per_leaf, 0.7 * ctx.box_seconds + 0.3 * per_leaf)
         for k in ks:
             res[k].leaves += int(counts[k])
         first = False
