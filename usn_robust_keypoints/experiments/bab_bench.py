@@ -16,7 +16,7 @@ import cv2
 import torch
 
 from ..certify import native
-from ..certify.bench import real_table, run_real
+from .bench_certify import real_table, run_real
 from ..data.synthetic import generate_split
 from ..model import load_model
 from .bab_frames import left_photos
