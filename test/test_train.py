@@ -149,3 +149,13 @@ def test_build_detector_fine_tunes_a_copy_and_keeps_the_architecture(tmp_path):
     fresh = build_detector(["a", "b"], None, width=10, output_stride=4, stem_padding=None)
     assert (fresh.config.num_keypoints, fresh.config.width, fresh.config.output_stride) == (2, 10, 4)
     assert fresh.config.keypoint_names == ["a", "b"] and fresh.config.stem_padding == "zeros"
+
+
+@pytest.mark.parametrize("steps", [1, 2, 10, 11])
+def test_training_runs_for_any_number_of_steps(steps):
+    """Short fine-tunes (e.g. the pruning schedule's rounds) train every step: the one-cycle
+    schedule used to divide by zero at exactly 10 steps."""
+    torch.manual_seed(0)
+    cfg, images, kps = tiny_training_set()
+    losses = train_detector(HeatmapDetector(cfg), images, kps, steps=steps, batch_size=4, device="cpu", progress=False)
+    assert len(losses) == steps and np.isfinite(losses).all()
