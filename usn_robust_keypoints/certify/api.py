@@ -23,10 +23,9 @@ import math
 import time
 
 import numpy as np
-import torch
 
 from ..model.keypoint_model import KeypointModel
-from ..model.preprocess import cell_centers, decode_heatmaps, validate_frame
+from ..model.preprocess import cell_centers, validate_frame
 from ..perturbation import PerturbationBox
 from . import native
 from .native import MAX_DEPTH, FrameContext, KeypointResult, WarmStart, frame_context, search

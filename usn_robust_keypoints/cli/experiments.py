@@ -11,6 +11,15 @@ from pathlib import Path
 from .common import add_robust_args, given, robust_config
 
 
+def _add_real_frame_args(p: argparse.ArgumentParser) -> None:
+    """The photos, model and box of the per-keypoint diagnostics on real frames."""
+    p.add_argument("--frames", default="left01,left03,left04,left07", help="opencv-doc photo names, comma-separated")
+    p.add_argument("--model", help="checkpoint (default: the shipped default model)")
+    p.add_argument("--alpha", type=float, default=0.02)
+    p.add_argument("--beta", type=float, default=0.02)
+    p.add_argument("--radius", type=float, default=4.0, help="disk radius r in frame px")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("experiment", help="pruning comparison (USN, USN+W, baselines): markdown table + plots")
     p.add_argument("--out", default="results/pruning", help="results folder")
@@ -156,21 +165,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_real_pruning)
     p = sub.add_parser("diagnose-bounds", help="where the bounds are lost on real photos: per layer and "
                                                "keypoint as the θ sub-box shrinks (markdown + JSON)")
-    p.add_argument("--frames", default="left01,left03,left04,left07", help="opencv-doc photo names, comma-separated")
-    p.add_argument("--model", help="checkpoint (default: the shipped default model)")
-    p.add_argument("--alpha", type=float, default=0.02)
-    p.add_argument("--beta", type=float, default=0.02)
-    p.add_argument("--radius", type=float, default=4.0, help="disk radius r in frame px")
+    _add_real_frame_args(p)
     p.add_argument("--out", default="results/diagnosis", help="results folder")
     p.set_defaults(func=run_diagnose_bounds)
 
     p = sub.add_parser("exact-verdicts", help="exact proven / refuted / open per keypoint of real photos "
                                               "(linear-region enumeration over the θ box)")
-    p.add_argument("--frames", default="left01,left03,left04,left07", help="opencv-doc photo names, comma-separated")
-    p.add_argument("--model", help="checkpoint (default: the shipped default model)")
-    p.add_argument("--alpha", type=float, default=0.02)
-    p.add_argument("--beta", type=float, default=0.02)
-    p.add_argument("--radius", type=float, default=4.0, help="disk radius r in frame px")
+    _add_real_frame_args(p)
     p.add_argument("--time-limit", type=float, default=300.0, help="seconds per keypoint before 'open'")
     p.add_argument("--max-regions", type=int, default=200_000, help="linear regions per keypoint before 'open'")
     p.add_argument("--no-hybrid", action="store_true", help="enumerate without the sound-bound shortcut")

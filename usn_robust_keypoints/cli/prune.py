@@ -56,17 +56,18 @@ def usn_config(args: argparse.Namespace):
 def run_prune(args: argparse.Namespace) -> int:
     """Prune one checkpoint progressively, save the physically smaller model and the USN scores
     its first round pruned by (``.usn_scores.json`` / ``.png`` next to it)."""
+    from dataclasses import replace
     from pathlib import Path
 
     import torch
 
     from ..certify.training_loss import robust_term
     from ..data import CHESSBOARD_9X6, PhotoConfig, SceneConfig, generate_split
-    from ..train import check_teacher
     from ..evaluate import evaluate_model
     from ..model import KeypointModel, load_detector, save_checkpoint
     from ..prune.schedule import ScheduleConfig, progressive_prune, trajectory_steps
     from ..prune.usn import plot_scores, save_scores
+    from ..train import check_teacher
     from ..weights import DEFAULT_DENSE, shipped_model_path
 
     torch.set_num_threads(args.threads)
@@ -82,8 +83,7 @@ def run_prune(args: argparse.Namespace) -> int:
     if teacher is not None:
         check_teacher(teacher, cfg)  # before the training data is generated
     sc = SceneConfig(cfg.input_width, cfg.input_height)
-    images, kps = generate_split("train", args.train_images,
-                                 SceneConfig(cfg.input_width, cfg.input_height, photo=PhotoConfig()) if args.photo else sc)
+    images, kps = generate_split("train", args.train_images, replace(sc, photo=PhotoConfig() if args.photo else None))
     out = Path(args.out)
     if out.suffix != ".safetensors":
         out = out.with_name(out.name + ".safetensors")
@@ -94,12 +94,13 @@ def run_prune(args: argparse.Namespace) -> int:
             plot_scores(scores, out.with_suffix(".usn_scores.png"))
 
     term = robust_term(robust, images, kps, trajectory_steps(dense, sched), seed=args.seed)
+    distill_weight = args.distill_weight if teacher is not None else 0.0
     result = progressive_prune(dense, images, kps, sched, extra_loss=term, on_scores=save_first_scores,
-                               teacher=teacher, distill_weight=args.distill_weight if teacher is not None else 0.0)[-1]
+                               teacher=teacher, distill_weight=distill_weight)[-1]
     params = sum(p.numel() for p in result.detector.parameters())
     info = {"pruning": {**sched.to_dict(), "source": str(src), "sparsity": result.sparsity, "removed": result.removed,
                         "photo": bool(args.photo), "distill_from": args.distill_from,
-                        "distill_weight": args.distill_weight if teacher is not None else 0.0}}
+                        "distill_weight": distill_weight}}
     if term is not None:
         info["robust"] = term.summary()
     if args.test_images > 0:

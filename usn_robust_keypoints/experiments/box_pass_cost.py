@@ -21,12 +21,13 @@ from ..model import KeypointModel, load_detector
 from ..perturbation import PerturbationBox
 
 
-def _seconds(fn: Callable[[], object], repeats: int) -> float:
+def seconds(fn: Callable[[], object], repeats: int, clock: Callable[[], float] = time.perf_counter) -> float:
+    """Mean time of ``fn()`` on ``clock`` over ``repeats`` calls after one warm-up call."""
     fn()  # warm-up
-    t0 = time.perf_counter()
+    t0 = clock()
     for _ in range(repeats):
         fn()
-    return (time.perf_counter() - t0) / repeats
+    return (clock() - t0) / repeats
 
 
 def box_pass_cost(models: list[str], batches: tuple[int, ...] = (1, 4, 16, 25, 64), repeats: int = 5,
@@ -44,8 +45,8 @@ def box_pass_cost(models: list[str], batches: tuple[int, ...] = (1, 4, 16, 25, 6
         layers = make_plan(det).layers
         box = PerturbationBox(0.02, 0.02).tensor(x0.dtype)
         with torch.no_grad():
-            fwd = _seconds(lambda: det(x0), 4 * repeats)
-            per_box = [_seconds(lambda: propagate(layers, x0, box.expand(n, 4)), repeats) / n for n in batches]
+            fwd = seconds(lambda: det(x0), 4 * repeats)
+            per_box = [seconds(lambda: propagate(layers, x0, box.expand(n, 4)), repeats) / n for n in batches]
         lines.append(f"| {Path(path).stem} | {c.input_width}×{c.input_height} | {1000 * fwd:.1f} | "
                      + " | ".join(f"{1000 * t:.1f}" for t in per_box) + f" | {int(budget_ms / 1000 / min(per_box))} |")
     head = (f"Full-frame bound pass per sub-box (forward-mode forms, no trace), one synthetic test frame, "

@@ -44,14 +44,19 @@ def detector_fps(model, frame: np.ndarray, reps: int = 60) -> float:
     return reps / (time.perf_counter() - t0)
 
 
+def labelled_left_photos(frames: int | None = None) -> tuple[list[np.ndarray], np.ndarray, list]:
+    """The real ``left*`` photos (the first ``frames``; all by default): images, labelled keypoints
+    (N, K, 2) in frame pixels and the target's symmetries."""
+    records, _, symmetries = load_coco(build_real_set("left"))
+    records = records[:frames] if frames else records
+    return [r.load() for r in records], np.stack([r.keypoints for r in records]), symmetries
+
+
 def measure(path: str, label: str, eps: list[float], budgets: list[float | None], radius: float = 4.0,
             tolerance: float = 3.0, frames: int | None = None, progress: bool = True) -> dict:
     """One row: real PCK, certified rate / accuracy / ms per frame per (eps, budget), detector fps."""
     model = load_model(path, device="cpu")
-    records, _, symmetries = load_coco(build_real_set("left"))
-    records = records[:frames] if frames else records
-    images = [r.load() for r in records]
-    kps = np.stack([r.keypoints for r in records])
+    images, kps, symmetries = labelled_left_photos(frames)
     ev = evaluate_model(model, images, kps, symmetries, (tolerance,), progress=False)
     det = model.detector
     row = {"model": label, "path": str(path), "params": int(sum(p.numel() for p in det.parameters())),

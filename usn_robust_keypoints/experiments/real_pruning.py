@@ -31,11 +31,13 @@ import torch
 from ..certify import certify, native
 from ..certify.bounds import propagate
 from ..certify.training_loss import RobustConfig, RobustnessTerm
-from ..data import PhotoConfig, SceneConfig, build_real_set, generate_split, load_coco
-from ..evaluate import evaluate_model, format_rate, paired_test
+from ..data import PhotoConfig, SceneConfig, generate_split
+from ..evaluate import evaluate_model, paired_test
+from ..perturbation import PerturbationBox
 from ..model import KeypointModel, load_detector, load_model, save_checkpoint
 from ..prune.schedule import ScheduleConfig, progressive_prune, trajectory_steps
-from .real_frontier import NODE_BUDGET_MS
+from .box_pass_cost import seconds
+from .real_frontier import NODE_BUDGET_MS, labelled_left_photos
 
 METHODS = {"USN+W": ("usn", 1.0), "USN (λ=0)": ("usn", 0.0), "BN-scale": ("bn", 0.0), "Taylor": ("taylor", 0.0),
            "random": ("random", 0.0)}
@@ -99,17 +101,13 @@ def prune_trajectory(cfg: RealPruningConfig, method: str, seed: int, out: Path) 
     return [str(f) for f in files]
 
 
-def leaf_ms(model: KeypointModel, image: np.ndarray, reps: int = 5) -> float:
-    """CPU ms of one forward bound pass over one sub-box (the engine's unit of work)."""
+def leaf_ms(model: KeypointModel, image: np.ndarray, eps: float, reps: int = 5) -> float:
+    """CPU ms of one forward bound pass over one ±``eps`` sub-box (the engine's unit of work)."""
     x0, _ = model.preprocess(image)
     layers = native.make_plan(model.detector).layers
-    box = torch.tensor([[0.98, 1.02, -0.02, 0.02]], dtype=torch.float64)
+    box = PerturbationBox(eps, eps).tensor(x0.dtype).view(1, 4)
     with torch.no_grad():
-        propagate(layers, x0, box)
-        t0 = time.thread_time()
-        for _ in range(reps):
-            propagate(layers, x0, box, [])
-    return 1000 * (time.thread_time() - t0) / reps
+        return 1000 * seconds(lambda: propagate(layers, x0, box, []), reps, time.thread_time)
 
 
 def evaluate_real(path: str, label: str, cfg: RealPruningConfig) -> dict:
@@ -119,10 +117,7 @@ def evaluate_real(path: str, label: str, cfg: RealPruningConfig) -> dict:
     if cfg.cpu_clock:
         native.clock = time.thread_time
     model = load_model(path, device="cpu")
-    records, _, symmetries = load_coco(build_real_set("left"))
-    records = records[:cfg.frames] if cfg.frames else records
-    images = [r.load() for r in records]
-    kps = np.stack([r.keypoints for r in records])
+    images, kps, symmetries = labelled_left_photos(cfg.frames)
     ev = evaluate_model(model, images, kps, symmetries, (3.0,), progress=False)
     certify(model, images[0], cfg.eps, cfg.eps, cfg.radius, budget_ms=NODE_BUDGET_MS, margins=False)  # warm-up
     node, status, times, complete = [], [], [], []
@@ -138,7 +133,7 @@ def evaluate_real(path: str, label: str, cfg: RealPruningConfig) -> dict:
     return {"model": label, "path": str(path), "params": int(sum(p.numel() for p in det.parameters())),
             "channels": det.config.conv_channels(), "pck_real_left": ev.pck(3.0), "keypoints": len(node),
             "node": node, "status": status, "time_ms": times, "complete_ms": complete,
-            "leaf_ms": leaf_ms(model, images[0])}
+            "leaf_ms": leaf_ms(model, images[0], cfg.eps)}
 
 
 def certified_within(row: dict, ms: float) -> list[int]:
@@ -148,6 +143,9 @@ def certified_within(row: dict, ms: float) -> list[int]:
 
 def _key(method: str, sparsity: float, seed: int) -> str:
     return f"{method}|{sparsity:g}|{seed}"
+
+
+PARENT_KEY = _key("parent", 0.0, 0)
 
 
 def run_real_pruning(cfg: RealPruningConfig, out: str | Path, progress: bool = True) -> str:
@@ -166,7 +164,7 @@ def run_real_pruning(cfg: RealPruningConfig, out: str | Path, progress: bool = T
 
     with ProcessPoolExecutor(max(1, cfg.jobs), mp_context=ctx) as pool:
         efuts = {}
-        if "parent|0|0" not in rows:
+        if PARENT_KEY not in rows:
             efuts[pool.submit(evaluate_real, cfg.parent, "parent", cfg)] = ("parent", 0.0, 0)
         futs = {pool.submit(prune_trajectory, cfg, m, s, out): (m, s) for m, s in jobs}
         for fut in tqdm(as_completed(futs), total=len(futs), desc="prune", disable=not progress):
@@ -221,8 +219,7 @@ def table(rows: dict, cfg: RealPruningConfig) -> str:
         cells += [f"{med:.0f}" if math.isfinite(med) else f"> {cfg.cap_ms:g}",
                   f"{sum(math.isfinite(t) for r in rs for t in r['complete_ms'])}/{sum(len(r['complete_ms']) for r in rs)}",
                   f"{_mean([r['leaf_ms'] for r in rs]):.1f}"]
-        ref = [groups.get(("USN+W", sp), [])]
-        ref = {r["seed"]: r for r in ref[0]}
+        ref = {r["seed"]: r for r in groups.get(("USN+W", sp), [])}
         mine = [r for r in rs if r["seed"] in ref]
         if m in ("USN+W", "parent") or not mine:
             cells.append("—")
@@ -243,7 +240,7 @@ def plot(rows: dict, cfg: RealPruningConfig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))
-    parent = rows.get("parent|0|0")
+    parent = rows.get(PARENT_KEY)
     for m in cfg.methods:
         rs = [r for r in rows.values() if r["method"] == m]
         sps = sorted({r["sparsity"] for r in rs})
