@@ -15,8 +15,30 @@ import torch
 from torch import nn
 
 
+class HeatmapConfig:
+    """What :class:`DetectorConfig` and the graph import's ``ModelSpec`` share: the heatmap size of
+    their input geometry and a checked dict round trip (``KIND`` names the class in errors)."""
+
+    KIND = "config"
+
+    @property
+    def heatmap_size(self) -> tuple[int, int]:
+        """(height, width) of the output heatmaps."""
+        return self.input_height // self.output_stride, self.input_width // self.output_stride
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown {cls.KIND} keys: {sorted(unknown)}")
+        return cls(**d)
+
+
 @dataclass
-class DetectorConfig:
+class DetectorConfig(HeatmapConfig):
     """Architecture and input geometry of a :class:`HeatmapDetector`.
 
     ``input_width`` x ``input_height`` is the network input (gray, values in [0, 1]);
@@ -50,6 +72,7 @@ class DetectorConfig:
     # same constant for every (c, b) of a box with beta <= input_clamp: exact, instead of a clip
     # kink the bounds must relax. Pixels strictly inside the range are unchanged.
     input_clamp: float = 0.0
+    KIND = "detector config"
 
     def __post_init__(self) -> None:
         if self.output_stride not in (2, 4):
@@ -76,21 +99,6 @@ class DetectorConfig:
             chans.append(self.head_width)
         return chans
 
-    @property
-    def heatmap_size(self) -> tuple[int, int]:
-        """(height, width) of the output heatmaps."""
-        return self.input_height // self.output_stride, self.input_width // self.output_stride
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DetectorConfig":
-        known = set(cls.__dataclass_fields__)
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown detector config keys: {sorted(unknown)}")
-        return cls(**d)
 
 
 def _block(cin: int, cout: int, stride: int, dilation: int = 1, padding_mode: str = "zeros") -> list[nn.Module]:

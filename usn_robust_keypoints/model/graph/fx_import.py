@@ -222,7 +222,6 @@ def _convert(gm: torch.fx.GraphModule) -> tuple[list[Node], dict[str, nn.Module]
             continue
         kind = _kind(n, gm)
         src = _where(n)
-        args = [a for a in n.args]
         tensor_in = _tensor_args(n, gm)
         if kind == "cat":
             seq = _arg(n, 0, "tensors")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+
+from ..detector import HeatmapConfig
 
 COLORS = ("gray", "rgb", "bgr")
 
 
 @dataclass
-class ModelSpec:
+class ModelSpec(HeatmapConfig):
     """Input geometry, colour, normalisation and keypoints of an imported heatmap network.
 
     The network maps a ``(1, C, input_height, input_width)`` image in [0, 1] (``C`` = 1 for
@@ -30,6 +32,7 @@ class ModelSpec:
     num_keypoints: int | None = None
     symmetries: list[list[int]] | None = None
     input_clamp: float = 0.0  # set by the import when the graph starts with clamp(x, tau, 1 - tau)
+    KIND = "model spec"
 
     def __post_init__(self) -> None:
         if self.color not in COLORS:
@@ -58,17 +61,3 @@ class ModelSpec:
         """Image channels the network reads (1 gray, 3 colour)."""
         return 1 if self.color == "gray" else 3
 
-    @property
-    def heatmap_size(self) -> tuple[int, int]:
-        """(height, width) of the output heatmaps."""
-        return self.input_height // self.output_stride, self.input_width // self.output_stride
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelSpec":
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown model spec keys: {sorted(unknown)}")
-        return cls(**d)
