@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The 4-block network (dilations 1 2 4 8) through the shipped chain: long distillation on photographed-print
 # scenes, then the node-property certifiability term (r 0.8 input px, whole ±0.02), then the real-photo frontier.
-# usage: results/shallow_chain/run.sh continue|wide      (docs/training.md, "The 4-block network through the chain")
+# usage: results/shallow_chain/run.sh continue|wide|deep5|measure     (docs/training.md, "The 4-block network through the chain")
 set -euo pipefail
 M=results/shallow_chain/models; A=results/architecture/models; mkdir -p $M
 D="--distill-from usn_robust_keypoints/weights/chessboard_dense.safetensors --distill-weight 1"
@@ -18,7 +18,22 @@ wide)      # width 32 from scratch: 3000 task steps, then 8000 distillation step
     usn-keypoints train --init $M/w32_task.safetensors $P --steps 8000 --batch-size 32 --lr 1e-3 $D \
         --out $M/w32_distill.safetensors
     name=w32_distill ;;
-*) echo "usage: $0 continue|wide" >&2; exit 2 ;;
+deep5)     # five blocks (1 2 4 8 1: a last undilated block to localise), width 32, from scratch: 3000 task + 6000 distillation steps
+    usn-keypoints train $P --steps 3000 --batch-size 32 --lr 3e-3 --zero-mean-stem --depth 5 --dilations 1 2 4 8 1 \
+        --width 32 --out $M/d5w32_task.safetensors
+    usn-keypoints train --init $M/d5w32_task.safetensors $P --steps 6000 --batch-size 32 --lr 1e-3 $D \
+        --out $M/d5w32_distill.safetensors
+    name=d5w32_distill ;;
+measure)   # the real-photo frontier of the chain's models next to the default (CPU-time budgets, one thread)
+    W=usn_robust_keypoints/weights
+    python results/models_real/bab_engine_cpuclock/cpuclock_cli.py real-frontier --models $W/chessboard_usn_photo.safetensors \
+        $M/w24_distill3.safetensors $M/w24_distill3_node_k0.1.safetensors $M/w24_distill3_node_k0.3.safetensors \
+        $M/w32_distill.safetensors $M/w32_distill_node_k0.1.safetensors $M/w32_distill_node_k0.3.safetensors \
+        --labels "default chessboard_usn_photo" "w24, 15000 distillation steps" "w24 + κ 0.1 node" "w24 + κ 0.3 node" \
+        "w32, 3000 task + 8000 distillation steps" "w32 + κ 0.1 node" "w32 + κ 0.3 node" \
+        --budgets 120 1000 5000 --out results/shallow_chain --threads 1
+    exit 0 ;;
+*) echo "usage: $0 continue|wide|deep5|measure" >&2; exit 2 ;;
 esac
 for k in 0.1 0.3; do
     usn-keypoints train --init $M/$name.safetensors $P $K --robust-kappa $k $D --out $M/${name}_node_k$k.safetensors
