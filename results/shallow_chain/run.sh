@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The 4-block network (dilations 1 2 4 8) through the shipped chain: long distillation on photographed-print
 # scenes, then the node-property certifiability term (r 0.8 input px, whole ±0.02), then the real-photo frontier.
-# usage: results/shallow_chain/run.sh continue|wide|deep5|measure     (docs/training.md, "The 4-block network through the chain")
+# usage: results/shallow_chain/run.sh continue|wide|deep5|measure GROUP    (docs/training.md, "The 4-block network through the chain")
 set -euo pipefail
 M=results/shallow_chain/models; A=results/architecture/models; mkdir -p $M
 D="--distill-from usn_robust_keypoints/weights/chessboard_dense.safetensors --distill-weight 1"
@@ -24,14 +24,13 @@ deep5)     # five blocks (1 2 4 8 1: a last undilated block to localise), width 
     usn-keypoints train --init $M/d5w32_task.safetensors $P --steps 6000 --batch-size 32 --lr 1e-3 $D \
         --out $M/d5w32_distill.safetensors
     name=d5w32_distill ;;
-measure)   # the real-photo frontier of the chain's models next to the default (CPU-time budgets, one thread)
-    W=usn_robust_keypoints/weights
+measure)   # the real-photo frontier of one group (w24, w32 or d5w32 models) next to the default (CPU-time budgets, one thread)
+    W=usn_robust_keypoints/weights; g=${2:?usage: $0 measure w24|w32|d5w32}
+    case $g in w24) base=w24_distill3 ;; w32) base=w32_distill ;; d5w32) base=d5w32_distill ;; esac
     python results/models_real/bab_engine_cpuclock/cpuclock_cli.py real-frontier --models $W/chessboard_usn_photo.safetensors \
-        $M/w24_distill3.safetensors $M/w24_distill3_node_k0.1.safetensors $M/w24_distill3_node_k0.3.safetensors \
-        $M/w32_distill.safetensors $M/w32_distill_node_k0.1.safetensors $M/w32_distill_node_k0.3.safetensors \
-        --labels "default chessboard_usn_photo" "w24, 15000 distillation steps" "w24 + κ 0.1 node" "w24 + κ 0.3 node" \
-        "w32, 3000 task + 8000 distillation steps" "w32 + κ 0.1 node" "w32 + κ 0.3 node" \
-        --budgets 120 1000 5000 --out results/shallow_chain --threads 1
+        $M/$base.safetensors $M/${base}_node_k0.1.safetensors $M/${base}_node_k0.3.safetensors \
+        --labels "default chessboard_usn_photo" "$g, distilled" "$g + κ 0.1 node" "$g + κ 0.3 node" \
+        --budgets 120 1000 5000 --out results/shallow_chain/$g --threads 1
     exit 0 ;;
 *) echo "usage: $0 continue|wide|deep5|measure" >&2; exit 2 ;;
 esac
