@@ -26,13 +26,18 @@ deep5)     # five blocks (1 2 4 8 1: a last undilated block to localise), width 
     name=d5w32_distill ;;
 measure)   # the real-photo frontier of one group (w24, w32 or d5w32 models) next to the default (CPU-time budgets, one thread)
     W=usn_robust_keypoints/weights; g=${2:?usage: $0 measure w24|w32|d5w32}
-    case $g in w24) base=w24_distill3 ;; w32) base=w32_distill ;; d5w32) base=d5w32_distill ;; esac
+    case $g in
+    w24) base=w24_distill3; label="w24, 15000 distillation steps" ;;
+    w32) base=w32_distill; label="w32, 3000 task + 8000 distillation steps" ;;
+    d5w32) base=d5w32_distill; label="d5w32, 3000 task + 6000 distillation steps" ;;
+    *) echo "usage: $0 measure w24|w32|d5w32" >&2; exit 2 ;;
+    esac
     python results/models_real/bab_engine_cpuclock/cpuclock_cli.py real-frontier --models $W/chessboard_usn_photo.safetensors \
         $M/$base.safetensors $M/${base}_node_k0.1.safetensors $M/${base}_node_k0.3.safetensors \
-        --labels "default chessboard_usn_photo" "$g, distilled" "$g + κ 0.1 node" "$g + κ 0.3 node" \
+        --labels "default chessboard_usn_photo" "$label" "$g + κ 0.1 node" "$g + κ 0.3 node" \
         --budgets 120 1000 5000 --out results/shallow_chain/$g --threads 1
     exit 0 ;;
-*) echo "usage: $0 continue|wide|deep5|measure" >&2; exit 2 ;;
+*) echo "usage: $0 continue|wide|deep5|measure GROUP" >&2; exit 2 ;;
 esac
 for k in 0.1 0.3; do
     usn-keypoints train --init $M/$name.safetensors $P $K --robust-kappa $k $D --out $M/${name}_node_k$k.safetensors

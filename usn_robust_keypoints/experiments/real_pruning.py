@@ -33,8 +33,8 @@ from ..certify.bounds import propagate
 from ..certify.training_loss import RobustConfig, RobustnessTerm
 from ..data import PhotoConfig, SceneConfig, generate_split
 from ..evaluate import evaluate_model, paired_test
-from ..perturbation import PerturbationBox
 from ..model import KeypointModel, load_detector, load_model, save_checkpoint
+from ..perturbation import PerturbationBox
 from ..prune.schedule import ScheduleConfig, progressive_prune, trajectory_steps
 from .box_pass_cost import seconds
 from .real_frontier import NODE_BUDGET_MS, labelled_left_photos

@@ -100,7 +100,6 @@ class DetectorConfig(HeatmapConfig):
         return chans
 
 
-
 def _block(cin: int, cout: int, stride: int, dilation: int = 1, padding_mode: str = "zeros") -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation, bias=False,
                       padding_mode=padding_mode),

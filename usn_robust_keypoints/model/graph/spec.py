@@ -60,4 +60,3 @@ class ModelSpec(HeatmapConfig):
     def in_channels(self) -> int:
         """Image channels the network reads (1 gray, 3 colour)."""
         return 1 if self.color == "gray" else 3
-
