@@ -149,7 +149,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher", help="distillation teacher of every fine-tuning (default: the shipped dense model; "
                                      "'none': off)")
     p.add_argument("--out", default="results/pruning_real", help="results folder (resumable)")
-    p.add_argument("--methods", nargs="+", help="subset of: USN+W, 'USN (λ=0)', BN-scale, Taylor, random")
+    p.add_argument("--methods", nargs="+", help="subset of: USN+W, 'USN (λ=0)', BN-scale, Taylor, random, "
+                                                      "'no pruning' (the control: the same fine-tuning; default: all)")
     p.add_argument("--sparsities", type=float, nargs="+", help="channel sparsities (default 0.25 0.5 0.75)")
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (default 0 1 2)")
     p.add_argument("--evaluate-sparsities", type=float, nargs="+",
@@ -309,12 +310,12 @@ def run_real_frontier(args: argparse.Namespace) -> int:
         raise ValueError("real-frontier needs --models (or --merge)")
     print(run(args.models, args.labels, args.out, args.eps, args.budgets, args.radius, args.frames, args.threads))
 def run_real_pruning(args: argparse.Namespace) -> int:
-    from ..experiments.real_pruning import METHODS, RealPruningConfig, run_real_pruning as run
+    from ..experiments.real_pruning import METHODS, NO_PRUNING, RealPruningConfig, run_real_pruning as run
     from ..weights import DEFAULT_DENSE, default_model_path, shipped_model_path
 
-    bad = set(args.methods or ()) - set(METHODS)
+    bad = set(args.methods or ()) - {*METHODS, NO_PRUNING}
     if bad:
-        raise ValueError(f"unknown methods {sorted(bad)} (choose from {list(METHODS)})")
+        raise ValueError(f"unknown methods {sorted(bad)} (choose from {[*METHODS, NO_PRUNING]})")
     teacher = None if args.teacher == "none" else (args.teacher or str(shipped_model_path(DEFAULT_DENSE)))
     robust = robust_config(args)
     cfg = RealPruningConfig(parent=args.parent or str(default_model_path()), teacher=teacher,

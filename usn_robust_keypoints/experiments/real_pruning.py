@@ -1,6 +1,7 @@
 """Pruning judged on the real ``left*`` photos (issue 20, item 3): USN + W, USN (λ = 0), BN-scale,
 Taylor and random from one parent, the same progressive schedule and fine-tuning (photographed-print
-scenes, the parent's certifiability term and distillation), several seeds.
+scenes, the parent's certifiability term and distillation), several seeds; ``no pruning`` is the
+control: the parent fine-tuned for as many steps as one whole trajectory, no channel removed.
 
 Per pruned model (and the parent): real PCK@3px on the 13 ``left*`` photos; ``certify()`` on every
 full frame at ±``eps``, radius ``radius`` frame px, one torch thread, within the node's budget
@@ -17,6 +18,7 @@ and seed (exact McNemar). Writes ``results.json`` (every keypoint's outcome), ``
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import multiprocessing
@@ -35,12 +37,13 @@ from ..data import PhotoConfig, SceneConfig, generate_split
 from ..evaluate import evaluate_model, paired_test
 from ..model import KeypointModel, load_detector, load_model, save_checkpoint
 from ..perturbation import PerturbationBox
-from ..prune.schedule import ScheduleConfig, progressive_prune, trajectory_steps
+from ..prune.schedule import PruneResult, ScheduleConfig, fine_tune, progressive_prune, trajectory_steps
 from .box_pass_cost import seconds
 from .real_frontier import NODE_BUDGET_MS, labelled_left_photos
 
 METHODS = {"USN+W": ("usn", 1.0), "USN (λ=0)": ("usn", 0.0), "BN-scale": ("bn", 0.0), "Taylor": ("taylor", 0.0),
            "random": ("random", 0.0)}
+NO_PRUNING = "no pruning"  # the control: the same fine-tuning, no channel removed (sparsity 0)
 
 
 @dataclass
@@ -50,7 +53,7 @@ class RealPruningConfig:
     parent: str
     teacher: str | None = None  # distillation teacher of every fine-tuning (None: off)
     distill_weight: float = 1.0
-    methods: tuple[str, ...] = tuple(METHODS)
+    methods: tuple[str, ...] = (*METHODS, NO_PRUNING)
     sparsities: tuple[float, ...] = (0.25, 0.5, 0.75)
     seeds: tuple[int, ...] = (0, 1, 2)
     steps_per_round: int = 30
@@ -78,7 +81,7 @@ def prune_trajectory(cfg: RealPruningConfig, method: str, seed: int, out: Path) 
     """Prune the parent along one method's schedule (all sparsities of ``cfg``) and save every
     result under ``out/models``; returns the files (existing ones are kept)."""
     torch.set_num_threads(1)
-    files = [out / "models" / f"{_name(method, s, seed)}.safetensors" for s in cfg.sparsities]
+    files = [out / "models" / f"{_name(method, s, seed)}.safetensors" for s in _sparsities(cfg, method)]
     if all(f.is_file() for f in files):
         return [str(f) for f in files]
     parent, _ = load_detector(cfg.parent)
@@ -86,19 +89,30 @@ def prune_trajectory(cfg: RealPruningConfig, method: str, seed: int, out: Path) 
     c = parent.config
     x, k = generate_split("train", cfg.train_images, SceneConfig(c.input_width, c.input_height, photo=PhotoConfig()),
                           progress=False)
-    crit, lam = METHODS[method]
+    crit, lam = METHODS.get(method, ("random", 0.0))
     sched = ScheduleConfig(method=crit, wasserstein=lam, targets=tuple(cfg.sparsities), steps_per_round=cfg.steps_per_round,
                            recovery_steps=cfg.recovery_steps, batch_size=cfg.batch_size, lr=cfg.lr, seed=seed)
     term = RobustnessTerm(x, k, cfg.robust, trajectory_steps(parent, sched), seed=seed)
     t0 = time.process_time()
-    results = progressive_prune(parent, x, k, sched, progress=False, extra_loss=term, teacher=teacher,
-                                distill_weight=cfg.distill_weight if teacher is not None else 0.0)
+    distill = cfg.distill_weight if teacher is not None else 0.0
+    if method == NO_PRUNING:
+        model = copy.deepcopy(parent)
+        fine_tune(model, x, k, steps=trajectory_steps(parent, sched), batch_size=sched.batch_size, lr=sched.lr,
+                  seed=seed * 100, progress=False, extra_loss=term, teacher=teacher, distill_weight=distill)
+        results = [PruneResult(0.0, model.cpu().eval(), list(model.config.conv_channels()), [])]
+    else:
+        results = progressive_prune(parent, x, k, sched, progress=False, extra_loss=term, teacher=teacher,
+                                    distill_weight=distill)
     for res, f in zip(results, files):
         f.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(res.detector, f, extra={"pruning": {**sched.to_dict(), "source": cfg.parent,
                                                             "sparsity": res.sparsity, "cpu_s": time.process_time() - t0},
                                                 "robust": term.summary()})
     return [str(f) for f in files]
+
+
+def _sparsities(cfg: RealPruningConfig, method: str) -> tuple[float, ...]:
+    return (0.0,) if method == NO_PRUNING else cfg.sparsities
 
 
 def leaf_ms(model: KeypointModel, image: np.ndarray, eps: float, reps: int = 5) -> float:
@@ -169,7 +183,7 @@ def run_real_pruning(cfg: RealPruningConfig, out: str | Path, progress: bool = T
         futs = {pool.submit(prune_trajectory, cfg, m, s, out): (m, s) for m, s in jobs}
         for fut in tqdm(as_completed(futs), total=len(futs), desc="prune", disable=not progress):
             m, s = futs[fut]
-            for sp, f in zip(cfg.sparsities, fut.result()):
+            for sp, f in zip(_sparsities(cfg, m), fut.result()):
                 wanted = cfg.evaluate_sparsities is None or sp in cfg.evaluate_sparsities or s == cfg.seeds[0]
                 if wanted and _key(m, sp, s) not in rows:
                     efuts[pool.submit(evaluate_real, f, f"{m} {sp:.0%} seed {s}", cfg)] = (m, sp, s)
@@ -203,7 +217,8 @@ def table(rows: dict, cfg: RealPruningConfig) -> str:
                f"paired vs USN+W within {cfg.cap_ms:g} ms"])
     lines = [f"Real `left*` photos ({n} keypoints per model), ±{cfg.eps:g}, r = {cfg.radius:g} frame px, one thread, "
              f"{'CPU-time' if cfg.cpu_clock else 'wall-clock'} budgets; rates are means over seeds; paired = "
-             "keypoints only this row / only USN+W proves (all seeds pooled), exact McNemar p.", "",
+             "keypoints only this row / only USN+W proves (all seeds pooled; the no-pruning control against USN+W "
+             f"at {cfg.sparsities[0]:.0%}), exact McNemar p.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     groups: dict[tuple, list[dict]] = {}
     for r in rows.values():
@@ -219,7 +234,8 @@ def table(rows: dict, cfg: RealPruningConfig) -> str:
         cells += [f"{med:.0f}" if math.isfinite(med) else f"> {cfg.cap_ms:g}",
                   f"{sum(math.isfinite(t) for r in rs for t in r['complete_ms'])}/{sum(len(r['complete_ms']) for r in rs)}",
                   f"{_mean([r['leaf_ms'] for r in rs]):.1f}"]
-        ref = {r["seed"]: r for r in groups.get(("USN+W", sp), [])}
+        ref_sp = cfg.sparsities[0] if m == NO_PRUNING else sp  # the control against USN+W's first sparsity
+        ref = {r["seed"]: r for r in groups.get(("USN+W", ref_sp), [])}
         mine = [r for r in rs if r["seed"] in ref]
         if m in ("USN+W", "parent") or not mine:
             cells.append("—")
@@ -243,6 +259,11 @@ def plot(rows: dict, cfg: RealPruningConfig, path: Path) -> None:
     parent = rows.get(PARENT_KEY)
     for m in cfg.methods:
         rs = [r for r in rows.values() if r["method"] == m]
+        if m == NO_PRUNING:
+            for ax, v in zip(axes, ([_mean([np.mean(certified_within(r, cfg.cap_ms)) for r in rs])],
+                                    [_median_complete(rs) / 1000], [_mean([r["pck_real_left"] for r in rs])])):
+                ax.plot([0.0], v, "k*", markersize=10, label=m)
+            continue
         sps = sorted({r["sparsity"] for r in rs})
         by = [[r for r in rs if r["sparsity"] == s] for s in sps]
         if parent:
