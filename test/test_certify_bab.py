@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from usn_robust_keypoints.certify import Status, WarmStart, certify
-from usn_robust_keypoints.certify.native import frame_context, search
+from usn_robust_keypoints.certify.native import _Coords, _kink_in_box, frame_context, search
 from usn_robust_keypoints.data.opencv_doc import opencv_doc_data
 from usn_robust_keypoints.model import DetectorConfig, KeypointModel, load_model
 from usn_robust_keypoints.model.preprocess import decode_heatmaps
@@ -78,6 +78,24 @@ def test_real_photo_certificates_sound(model) -> None:
     for k in certified:
         assert k.certified_radius <= RADIUS
         assert float(d[:, k.index].max()) <= k.certified_radius + 1e-6, k
+
+
+def test_first_tiles_cut_only_where_saturated_pixels_have_their_kink(model) -> None:
+    """The branch and bound runs in the clip-kink coordinates when a pixel's kink crosses the box,
+    from the box cut at w = 0 only when a pixel is at 1 and at b = 0 only when one is at 0 (the
+    clip's kinks lie there); a real photo has no pixel at 0."""
+    x0, geo = model.preprocess(_photo("left01"))
+    assert float(x0.min()) > 0 and float(x0.max()) >= 1
+    box = (1 - EPS, 1 + EPS, -EPS, EPS)
+    cases = [(x0, (True, False), 2), (x0.clamp(0.1, 0.9), (False, False), 1), (x0 * 1.2 - 0.1, (True, True), 4)]
+    for x, kinks, tiles in cases:
+        ctx = frame_context(model.detector, x.clamp(0, 1), geo)
+        assert ctx.kinks == kinks
+        assert _kink_in_box(ctx, box) == (tiles > 1)  # in [0.1, 0.9] no kink reaches the ±0.02 box
+        t = _Coords(box, True, "cpu", ctx.kinks).initial()
+        assert len(t) == tiles
+        assert torch.allclose(t[:, [0, 2]].min(0).values, _Coords(box, True, "cpu").root[[0, 2]])  # they cover the root
+        assert torch.allclose(t[:, [1, 3]].max(0).values, _Coords(box, True, "cpu").root[[1, 3]])
 
 
 def test_refuted_keypoints_carry_a_real_counterexample(model) -> None:

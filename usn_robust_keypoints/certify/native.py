@@ -46,7 +46,7 @@ from torch import nn
 from ..model.preprocess import FrameGeometry, decode_heatmaps
 from ..perturbation import PerturbationBox, apply_perturbation
 from .backward import backward_forms
-from .bounds import FoldedConv, bound_layers, net_input_clamp, propagate, theta_maps
+from .bounds import FoldedConv, bound_layers, input_clamp, net_input_clamp, propagate, theta_maps
 from .spec import candidate_cells, cell_distances, requirements_from_margins
 
 SAFETY = 1e-4
@@ -120,6 +120,7 @@ class FrameContext:
     scores: np.ndarray | None = None  # (K,) the nominal heatmap's score at each argmax (as predict)
     q_cache: dict = field(default_factory=dict)
     box_seconds: float = 0.0  # measured time of one search round per leaf (budget planning)
+    kinks: tuple[bool, bool] = (True, True)  # a pixel's clip kink lies on w = 0 (x0 = 1), on b = 0 (x0 = 0)
 
     def candidates(self, k: int, radius: float) -> torch.Tensor:
         key = (k, radius)
@@ -139,8 +140,12 @@ def frame_context(detector: nn.Module, x0: torch.Tensor, geometry: FrameGeometry
     cells = np.stack([rows.cpu().numpy(), cols.cpu().numpy()], axis=1)
     dist = np.stack([cell_distances(geometry, plan.stride, (h, w), tuple(c)) for c in cells])
     tol = SAFETY * (1.0 + float(hm.abs().max()))
+    # The clip's kinks of saturated pixels: on w = 0 (x0 = 1) and b = 0 (x0 = 0); with an input
+    # clamp (tau > 0) they lie elsewhere (c x0 + b = tau or 1 - tau) and no cut helps.
+    clip0 = input_clamp(plan.layers)[0] == 0
+    kinks = (clip0 and bool((x0 >= 1).any()), clip0 and bool((x0 <= 0).any()))
     return FrameContext(plan, detector, x0, cells, torch.as_tensor(dist, dtype=x0.dtype, device=x0.device),
-                        (h, w), tol, scores=scores.cpu().numpy())
+                        (h, w), tol, scores=scores.cpu().numpy(), kinks=kinks)
 
 
 @dataclass
@@ -224,19 +229,22 @@ class _Coords:
     ``w = 0``; ``x0 = 0``: ``b = 0``) and the root's midlines; a box in ``p`` is a parallelogram
     in θ, and the root box in ``p`` covers ``R`` (every leaf is clipped to its part over ``R``)."""
 
-    def __init__(self, box: tuple[float, float, float, float], kink: bool, device) -> None:
+    def __init__(self, box: tuple[float, float, float, float], kink: bool, device,
+                 cuts: tuple[bool, bool] = (True, True)) -> None:
         self.r = torch.tensor(box, dtype=torch.float64, device=device)
         self.kink = kink
+        self.cuts = cuts  # cut the root at w = 0, at b = 0 (where saturated pixels have their kink)
         c0, c1, b0, b1 = box
         self.root = torch.tensor([c0 + b0 - 1, c1 + b1 - 1, b0, b1] if kink else box, dtype=torch.float64, device=device)
 
     def initial(self) -> torch.Tensor:
-        """The first tiles: the root, cut at the kink lines ``w = 0`` and ``b = 0`` where they cross it."""
+        """The first tiles: the root, cut at the kink lines ``w = 0`` and ``b = 0`` where they cross it
+        and a pixel has its kink there (``cuts``; a cut with no such pixel only doubles the work)."""
         if not self.kink:
             return self.root.view(1, 4)
         w0, w1, b0, b1 = self.root.tolist()
-        ws = [(w0, 0.0), (0.0, w1)] if w0 < 0 < w1 else [(w0, w1)]
-        bs = [(b0, 0.0), (0.0, b1)] if b0 < 0 < b1 else [(b0, b1)]
+        ws = [(w0, 0.0), (0.0, w1)] if self.cuts[0] and w0 < 0 < w1 else [(w0, w1)]
+        bs = [(b0, 0.0), (0.0, b1)] if self.cuts[1] and b0 < 0 < b1 else [(b0, b1)]
         return torch.tensor([[*w, *b] for w in ws for b in bs], dtype=torch.float64, device=self.root.device)
 
     def maps(self, p: torch.Tensor) -> torch.Tensor:
@@ -271,40 +279,40 @@ def search(ctx: FrameContext, box: PerturbationBox | tuple[float, float, float, 
            max_depth: int = MAX_DEPTH, backward: bool = True, keypoints: list[int] | None = None,
            warm: WarmStart | None = None, max_leaves: int = MAX_LEAVES) -> dict[int, KeypointResult]:
     """Certify ``keypoints`` (default all) of the frame over ``box = (c_lo, c_hi, b_lo, b_hi)`` at
-    ``radius`` frame pixels (module doc): one bound pass over the box itself, then, for the
-    keypoints it leaves open, the branch and bound in the clip-kink coordinates (a 2-D box) or in
-    (c, b) (a 1-D box). ``warm`` (read and updated) starts the branch and bound from the previous
-    frame's partitions. ``max_depth=0``: the first pass only."""
+    ``radius`` frame pixels (module doc): the branch and bound from the box itself, or, for a 2-D
+    box that a pixel's clip kink crosses, in the clip-kink coordinates from the box cut at the
+    kinks of saturated pixels (:meth:`_Coords.initial`). ``warm`` (read and updated) starts it from the previous frame's
+    partitions. ``max_depth=0``: the first round only."""
     dev = ctx.x0.device
     if isinstance(box, PerturbationBox):
         box = box.limits
     ks = list(range(ctx.dist.shape[0])) if keypoints is None else list(keypoints)
     two_d = box[1] > box[0] and box[3] > box[2]
-    wkey = (tuple(round(v, 12) for v in box), float(radius), tuple(ctx.dist.shape))
-    res = _run(ctx, _Coords(box, False, dev), radius, deadline, 0 if two_d else max_depth, backward, ks,
-               None, max_leaves, True)
-    if two_d and max_depth > 0:
-        rest = [k for k in ks if res[k].state == "open"]
-        if rest:
-            starts = {k: warm.get(wkey, k) for k in rest} if warm is not None else None
-            more = _run(ctx, _Coords(box, True, dev), radius, deadline, max_depth, backward, rest, starts,
-                        max_leaves, False, root_points=False)  # the first pass tried the box's points
-            for k, r in more.items():
-                r.leaves += res[k].leaves
-                r.peak_leaves = max(r.peak_leaves, res[k].peak_leaves)
-                res[k] = r
+    kink = two_d and _kink_in_box(ctx, box)
+    wkey = (tuple(round(v, 12) for v in box), float(radius), tuple(ctx.dist.shape), kink)
+    starts = {k: warm.get(wkey, k) for k in ks} if warm is not None and two_d else None
+    res = _run(ctx, _Coords(box, kink, dev, ctx.kinks), radius, deadline, max_depth, backward, ks, starts,
+               max_leaves)
     if warm is not None:
         for k, r in res.items():
             warm.put(wkey, k, torch.cat(r.tiles) if (r.tiles and r.state != "refuted" and two_d and r.leaves > 1) else None)
     return res
 
 
+def _kink_in_box(ctx: FrameContext, box: tuple[float, float, float, float]) -> bool:
+    """Whether the clip's kink of some pixel crosses the box: ``c x0 + b`` reaches ``1 - tau`` or
+    ``tau`` on it (the kink lines of bright and dark pixels run nearly along w and b)."""
+    tau = input_clamp(ctx.plan.layers)[0]
+    z_hi = box[1] * ctx.x0.max() + box[3]  # x0 >= 0: the largest c x0 + b at the brightest pixel
+    z_lo = box[0] * ctx.x0.min() + box[2]
+    return bool(z_hi >= 1 - tau) or bool(z_lo <= tau)
+
+
 def _run(ctx: FrameContext, coords: _Coords, radius: float, deadline: float, max_depth: int, backward: bool,
-         ks: list[int], starts: dict | None, max_leaves: int, first_free: bool,
-         root_points: bool = True) -> dict[int, KeypointResult]:
+         ks: list[int], starts: dict | None, max_leaves: int) -> dict[int, KeypointResult]:
     """The branch and bound of :func:`search` in ``coords`` for keypoints ``ks`` from ``starts``
-    (tiles per keypoint; default the root); ``first_free``: the first round runs whatever the deadline;
-    ``root_points``: the first round also tries the box's corners, edge midpoints and centre."""
+    (tiles per keypoint; default :meth:`_Coords.initial`). The first round runs whatever the
+    deadline and also tries the box's corners, edge midpoints and centre."""
     n_k, n_s = ctx.dist.shape
     res = {k: KeypointResult() for k in ks}
     dev, dt = ctx.x0.device, ctx.x0.dtype
@@ -330,11 +338,11 @@ def _run(ctx: FrameContext, coords: _Coords, radius: float, deadline: float, max
             break
         n_batch = min(MAX_BATCH, len(leaves))
         now = clock()
-        if not (first and first_free) and math.isfinite(deadline) and ctx.box_seconds > 0:
+        if not first and math.isfinite(deadline) and ctx.box_seconds > 0:
             # Near the deadline a round bounds only the leaves that still fit (the best-ranked ones:
             # a prefix of the full round, so a smaller budget still proves a subset).
             n_batch = min(n_batch, max(0, int((deadline - now) / (TIME_MARGIN * ctx.box_seconds))))
-        if out_of_time or not (first and first_free) and (now > deadline or n_batch == 0):
+        if out_of_time or not first and (now > deadline or n_batch == 0):
             for r in res.values():
                 if r.state == "search":
                     r.state = "unknown"
@@ -352,7 +360,7 @@ def _run(ctx: FrameContext, coords: _Coords, radius: float, deadline: float, max
         centres = torch.stack([(new_box[live, 0] + new_box[live, 1]) / 2, (new_box[live, 2] + new_box[live, 3]) / 2], 1)
         _refute(ctx, coords.theta(centres), radius, res, [batch, rest])
         once = 0.0  # the root points: a once-per-search cost, kept out of the per-leaf estimate
-        if first and root_points:
+        if first:
             t1 = clock()
             _refute(ctx, _root_points(coords.r), radius, res, [batch, rest])
             once = clock() - t1
