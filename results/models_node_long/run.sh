@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The default fine-tuned 1000 steps on the node's exact property (r 0.8 input px, the whole ±0.02 box) at a
+# smaller κ than the no-pruning control of results/pruning_real25 (κ 0.3), then the real-photo frontier.
+# usage: results/models_node_long/run.sh train|measure        (docs/training.md, "Training the node's exact property")
+set -euo pipefail
+W=usn_robust_keypoints/weights; M=results/models_node_long/models; mkdir -p $M
+C="--photo --train-images 6000 --batch-size 24 --lr 5e-4 --threads 1 --steps 1000 --robust-eps 0.02 --robust-ramp 0 \
+   --robust-radius 0.8 --robust-form log --distill-from $W/chessboard_dense.safetensors --distill-weight 1"
+case ${1:-} in
+train)
+    for k in 0.15 0.2; do
+        usn-keypoints train --init $W/chessboard_usn_photo.safetensors --robust-kappa $k $C --out $M/photo_node_k${k}_1000.safetensors &
+    done
+    wait ;;
+measure)
+    python results/models_real/bab_engine_cpuclock/cpuclock_cli.py real-frontier --models $W/chessboard_usn_photo.safetensors \
+        $M/photo_node_k0.15_1000.safetensors $M/photo_node_k0.2_1000.safetensors \
+        results/pruning_real25/models/no_pruning_0__s2.safetensors \
+        --labels "default chessboard_usn_photo" "κ 0.15, 1000 steps" "κ 0.2, 1000 steps" "κ 0.3, 1000 steps (no-pruning control, seed 2)" \
+        --budgets 120 1000 3000 --out results/models_node_long --threads 1 ;;
+*) echo "usage: $0 train|measure" >&2; exit 2 ;;
+esac
