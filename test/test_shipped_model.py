@@ -7,18 +7,19 @@ import pytest
 from usn_robust_keypoints.data import CHESSBOARD_9X6, build_real_set, generate_split, load_coco
 from usn_robust_keypoints.evaluate import evaluate_model
 from usn_robust_keypoints.model import load_model
-from usn_robust_keypoints.weights import (DEFAULT_CERTIFIED, DEFAULT_DENSE, DEFAULT_PRUNED, OLDER_CERTIFIED,
-                                      OLDEST_CERTIFIED, PREVIOUS_CERTIFIED, WEIGHTS_DIR, default_model_path)
+from usn_robust_keypoints.weights import (DEFAULT_CERTIFIED, DEFAULT_DENSE, DEFAULT_PRUNED, PREVIOUS_DEFAULTS, WEIGHTS_DIR,
+                                      default_model_path)
 
 SHIPPED = sorted(p.name for p in WEIGHTS_DIR.glob("*.safetensors"))
 # (real left* floor, synthetic test floor): a little below the numbers in docs/results.md ("Shipped models").
 # measured: dense 0.885 / 0.992, pruned 0.827 / 0.973, certtrained 0.808 / 0.961, subbox 0.808 / 0.968,
-# distill 0.788 / 0.976, photo 0.865 / 0.964
-FLOORS = {DEFAULT_DENSE: (0.85, 0.97), DEFAULT_PRUNED: (0.78, 0.94), OLDEST_CERTIFIED: (0.76, 0.93),
-          OLDER_CERTIFIED: (0.76, 0.93), PREVIOUS_CERTIFIED: (0.75, 0.95), DEFAULT_CERTIFIED: (0.84, 0.94)}
+# distill 0.788 / 0.976, photo 0.865 / 0.964, node 0.885 / 0.962
+FLOORS = {DEFAULT_DENSE: (0.85, 0.97), DEFAULT_PRUNED: (0.78, 0.94), "chessboard_usn_certtrained.safetensors": (0.76, 0.93),
+          "chessboard_usn_subbox.safetensors": (0.76, 0.93), "chessboard_usn_distill.safetensors": (0.75, 0.95),
+          "chessboard_usn_photo.safetensors": (0.84, 0.94), DEFAULT_CERTIFIED: (0.86, 0.94)}
 # Real left* photos certified in the sampling test (indices in build_real_set("left") order: left11,
 # left13): the default certified all 8 of their keypoints at ±0.02 without a budget when it was chosen
-# (branch-and-bound engine; results/models_real/bab_engine_cpuclock/); the floor keeps most of that.
+# (results/models_node_long/); the floor keeps most of that.
 REAL_CERT_FRAMES = [9, 11]
 REAL_CERT_FLOOR = 6
 
@@ -43,12 +44,12 @@ def test_dense_default_is_shipped():
 def test_nodes_default_is_the_certifiably_trained_model():
     """The nodes' default is the certifiably trained model, and it behaves as one: on the first 8
     synthetic test scenes at α = β = 0.02, r = 4 px (no budget: deterministic) it certifies at least
-    three quarters of the 32 keypoints (measured with the branch-and-bound engine: 31). Its edge over
+    three quarters of the 32 keypoints (measured with the branch-and-bound engine: 32). Its edge over
     the uncertified models is on real photos: test_shipped_model_is_sound_by_sampling_on_real_frames."""
     from usn_robust_keypoints.certify import CertifyOptions, PerturbationBox, certify
 
     assert default_model_path().name == DEFAULT_CERTIFIED
-    assert {PREVIOUS_CERTIFIED, OLDER_CERTIFIED, OLDEST_CERTIFIED} <= set(SHIPPED)
+    assert set(PREVIOUS_DEFAULTS) <= set(SHIPPED)
     scenes = generate_split("test", 8, progress=False)[0]
     box, options = PerturbationBox(0.02, 0.02), CertifyOptions(margins=False)
 

@@ -281,8 +281,8 @@ def search(ctx: FrameContext, box: PerturbationBox | tuple[float, float, float, 
     """Certify ``keypoints`` (default all) of the frame over ``box = (c_lo, c_hi, b_lo, b_hi)`` at
     ``radius`` frame pixels (module doc): the branch and bound from the box itself, or, for a 2-D
     box that a pixel's clip kink crosses, in the clip-kink coordinates from the box cut at the
-    kinks of saturated pixels (:meth:`_Coords.initial`). ``warm`` (read and updated) starts it from the previous frame's
-    partitions. ``max_depth=0``: the first round only."""
+    kinks of saturated pixels (:meth:`_Coords.initial`). ``warm`` (read and updated) starts it
+    from the previous frame's partitions. ``max_depth=0``: the first round only."""
     dev = ctx.x0.device
     if isinstance(box, PerturbationBox):
         box = box.limits

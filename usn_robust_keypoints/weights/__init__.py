@@ -7,17 +7,16 @@ from pathlib import Path
 WEIGHTS_DIR = Path(__file__).resolve().parent
 DEFAULT_DENSE = "chessboard_dense.safetensors"
 DEFAULT_PRUNED = "chessboard_usn_pruned.safetensors"
-# The nodes' default: the previous default fine-tuned on photographed-print scenes (data/photo.py), 800
-# steps at κ 0.3 (±0.02 sub-boxes of the ±0.1 box, distillation from the dense model); chosen on the
-# real left* photos with the branch-and-bound certifier (CHANGELOG.md, 2026-12-01; docs/training.md,
-# "Training for real frames"). The more certifiable, less accurate κ 0.6 continuation is
-# results/models_real/models/photo_k0.3_then_k0.6.safetensors (selectable with model_path).
-DEFAULT_CERTIFIED = "chessboard_usn_photo.safetensors"
-# The previous defaults, newest first (κ 0.3 + distillation; κ 0.1 sub-boxes; the whole-box term);
-# selectable with model_path.
-PREVIOUS_CERTIFIED = "chessboard_usn_distill.safetensors"
-OLDER_CERTIFIED = "chessboard_usn_subbox.safetensors"
-OLDEST_CERTIFIED = "chessboard_usn_certtrained.safetensors"
+# The nodes' default: the previous default fine-tuned 1000 steps on the node's exact property (κ 0.2, r = 4
+# frame px, the whole ±0.02 box, photographed-print scenes, distillation from the dense model); chosen
+# on the real left* photos (CHANGELOG.md, 2026-12-01; docs/training.md, "Training the node's exact
+# property").
+DEFAULT_CERTIFIED = "chessboard_usn_node.safetensors"
+# The previous defaults, newest first (photo scenes κ 0.3; κ 0.3 + distillation; κ 0.1 sub-boxes; the
+# whole-box term); selectable with model_path.
+PREVIOUS_DEFAULTS = ("chessboard_usn_photo.safetensors", "chessboard_usn_distill.safetensors",
+                     "chessboard_usn_subbox.safetensors", "chessboard_usn_certtrained.safetensors")
+
 
 def shipped_model_path(name: str) -> Path:
     """Path of a shipped checkpoint by file name."""
