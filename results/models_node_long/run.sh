@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The default fine-tuned 1000 steps on the node's exact property (r 0.8 input px, the whole ±0.02 box) at a
 # smaller κ than the no-pruning control of results/pruning_real25 (κ 0.3), then the real-photo frontier.
-# usage: results/models_node_long/run.sh train|measure        (docs/training.md, "Training the node's exact property")
+# usage: results/models_node_long/run.sh train|measure|continue|measure2        (docs/training.md, "Training the node's exact property")
 set -euo pipefail
 W=usn_robust_keypoints/weights; M=results/models_node_long/models; mkdir -p $M
 C="--photo --train-images 6000 --batch-size 24 --lr 5e-4 --threads 1 --steps 1000 --robust-eps 0.02 --robust-ramp 0 \
@@ -18,5 +18,16 @@ measure)
         results/pruning_real25/models/no_pruning_0__s2.safetensors \
         --labels "default chessboard_usn_photo" "κ 0.15, 1000 steps" "κ 0.2, 1000 steps" "κ 0.3, 1000 steps (no-pruning control, seed 2)" \
         --budgets 120 1000 3000 --out results/models_node_long --threads 1 ;;
-*) echo "usage: $0 train|measure" >&2; exit 2 ;;
+continue)  # the default (κ 0.2, 1000 steps) 1000 steps more at κ 0.2 and at κ 0.3
+    for k in 0.2 0.3; do
+        usn-keypoints train --init $W/chessboard_usn_node.safetensors --robust-kappa $k $C --seed 1 \
+            --out $M/node_plus1000_k$k.safetensors &
+    done
+    wait ;;
+measure2)
+    python results/models_real/bab_engine_cpuclock/cpuclock_cli.py real-frontier --models $W/chessboard_usn_node.safetensors \
+        $M/node_plus1000_k0.2.safetensors $M/node_plus1000_k0.3.safetensors \
+        --labels "default chessboard_usn_node" "+1000 steps κ 0.2" "+1000 steps κ 0.3" \
+        --budgets 120 1000 3000 --out results/models_node_long/continued --threads 1 ;;
+*) echo "usage: $0 train|measure|continue|measure2" >&2; exit 2 ;;
 esac
