@@ -1,6 +1,6 @@
 """``usn-keypoints real-pruning`` runs end to end on a tiny detector and one real left* photo: it
-prunes with two criteria (and fine-tunes the no-pruning control), evaluates on the real photo, writes its table, JSON and plot, and a
-second run reuses the finished models and rows."""
+prunes with two criteria (and fine-tunes the no-pruning control), evaluates on the real photo,
+writes its table, JSON and plot, and a second run reuses the finished models and rows."""
 
 import json
 

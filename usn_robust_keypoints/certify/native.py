@@ -120,7 +120,6 @@ class FrameContext:
     scores: np.ndarray | None = None  # (K,) the nominal heatmap's score at each argmax (as predict)
     q_cache: dict = field(default_factory=dict)
     box_seconds: float = 0.0  # measured time of one search round per leaf (budget planning)
-    kinks: tuple[bool, bool] = (True, True)  # a pixel's clip kink lies on w = 0 (x0 = 1), on b = 0 (x0 = 0)
 
     def candidates(self, k: int, radius: float) -> torch.Tensor:
         key = (k, radius)
@@ -140,12 +139,8 @@ def frame_context(detector: nn.Module, x0: torch.Tensor, geometry: FrameGeometry
     cells = np.stack([rows.cpu().numpy(), cols.cpu().numpy()], axis=1)
     dist = np.stack([cell_distances(geometry, plan.stride, (h, w), tuple(c)) for c in cells])
     tol = SAFETY * (1.0 + float(hm.abs().max()))
-    # The clip's kinks of saturated pixels: on w = 0 (x0 = 1) and b = 0 (x0 = 0); with an input
-    # clamp (tau > 0) they lie elsewhere (c x0 + b = tau or 1 - tau) and no cut helps.
-    clip0 = input_clamp(plan.layers)[0] == 0
-    kinks = (clip0 and bool((x0 >= 1).any()), clip0 and bool((x0 <= 0).any()))
     return FrameContext(plan, detector, x0, cells, torch.as_tensor(dist, dtype=x0.dtype, device=x0.device),
-                        (h, w), tol, scores=scores.cpu().numpy(), kinks=kinks)
+                        (h, w), tol, scores=scores.cpu().numpy())
 
 
 @dataclass
@@ -288,10 +283,11 @@ def search(ctx: FrameContext, box: PerturbationBox | tuple[float, float, float, 
         box = box.limits
     ks = list(range(ctx.dist.shape[0])) if keypoints is None else list(keypoints)
     two_d = box[1] > box[0] and box[3] > box[2]
-    kink = two_d and _kink_in_box(ctx, box)
+    crossed, cuts = _kinks(ctx, box)
+    kink = two_d and crossed
     wkey = (tuple(round(v, 12) for v in box), float(radius), tuple(ctx.dist.shape), kink)
     starts = {k: warm.get(wkey, k) for k in ks} if warm is not None and two_d else None
-    res = _run(ctx, _Coords(box, kink, dev, ctx.kinks), radius, deadline, max_depth, backward, ks, starts,
+    res = _run(ctx, _Coords(box, kink, dev, cuts), radius, deadline, max_depth, backward, ks, starts,
                max_leaves)
     if warm is not None:
         for k, r in res.items():
@@ -299,13 +295,15 @@ def search(ctx: FrameContext, box: PerturbationBox | tuple[float, float, float, 
     return res
 
 
-def _kink_in_box(ctx: FrameContext, box: tuple[float, float, float, float]) -> bool:
-    """Whether the clip's kink of some pixel crosses the box: ``c x0 + b`` reaches ``1 - tau`` or
-    ``tau`` on it (the kink lines of bright and dark pixels run nearly along w and b)."""
+def _kinks(ctx: FrameContext, box: tuple[float, float, float, float]) -> tuple[bool, tuple[bool, bool]]:
+    """``(crossed, cuts)``: whether the clip's kink of some pixel crosses the box (``c x0 + b``
+    reaches ``1 - tau`` or ``tau`` on it; the kink lines of bright and dark pixels run nearly along
+    w and b), and whether a pixel has its kink exactly on ``w = 0`` (x0 = 1) and on ``b = 0``
+    (x0 = 0), where the first tiles are cut (with an input clamp, tau > 0, no kink lies there)."""
     tau = input_clamp(ctx.plan.layers)[0]
-    z_hi = box[1] * ctx.x0.max() + box[3]  # x0 >= 0: the largest c x0 + b at the brightest pixel
-    z_lo = box[0] * ctx.x0.min() + box[2]
-    return bool(z_hi >= 1 - tau) or bool(z_lo <= tau)
+    hi, lo = float(ctx.x0.max()), float(ctx.x0.min())
+    crossed = box[1] * hi + box[3] >= 1 - tau or box[0] * lo + box[2] <= tau  # x0 >= 0, c > 0
+    return crossed, (tau == 0 and hi >= 1, tau == 0 and lo <= 0)
 
 
 def _run(ctx: FrameContext, coords: _Coords, radius: float, deadline: float, max_depth: int, backward: bool,

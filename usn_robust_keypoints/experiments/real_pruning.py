@@ -89,7 +89,7 @@ def prune_trajectory(cfg: RealPruningConfig, method: str, seed: int, out: Path) 
     c = parent.config
     x, k = generate_split("train", cfg.train_images, SceneConfig(c.input_width, c.input_height, photo=PhotoConfig()),
                           progress=False)
-    crit, lam = METHODS.get(method, ("random", 0.0))
+    crit, lam = ("random", 0.0) if method == NO_PRUNING else METHODS[method]  # the control: only the schedule's length
     sched = ScheduleConfig(method=crit, wasserstein=lam, targets=tuple(cfg.sparsities), steps_per_round=cfg.steps_per_round,
                            recovery_steps=cfg.recovery_steps, batch_size=cfg.batch_size, lr=cfg.lr, seed=seed)
     term = RobustnessTerm(x, k, cfg.robust, trajectory_steps(parent, sched), seed=seed)
