@@ -1,5 +1,5 @@
 """``usn-keypoints real-frontier`` runs end to end on a tiny detector and one real left* photo, writes
-its table, JSON and plot, and merges only results measured with the same settings."""
+its table (with the sampling upper bound), JSON and plot, and merges only results measured with the same settings."""
 
 import json
 
@@ -26,10 +26,12 @@ def test_real_frontier_end_to_end_and_merge(tmp_path, capsys):
     d = json.loads((a / "results.json").read_text())
     row = d["rows"][0]
     assert row["model"] == "tiny" and row["real_keypoints"] == 4 and row["detector_fps"] > 0
-    assert set(row["cert"]) == {"0.02@50", "0.02@none"}
+    assert set(row["cert"]) == {"0.02@50", "0.02@none"} and set(row["upper"]) == {"0.02"}
+    assert 0.0 <= row["upper"]["0.02"] <= 1.0
     for c in row["cert"].values():
         assert len(c["certified"]) == 4 and 0.0 <= c["rate"] <= 1.0 and c["acc"] <= c["rate"]
         assert all(x <= y for x, y in zip(c["correct"], c["certified"]))
+        assert c["rate"] <= row["upper"]["0.02"]  # no sound certificate beats sampling
     assert (a / "frontier.png").stat().st_size > 0 and "| tiny |" in (a / "results.md").read_text()
     assert main(["real-frontier", "--models", str(model), "--frames", "1", "--budgets", "none",
                  "--out", str(b)]) == 0

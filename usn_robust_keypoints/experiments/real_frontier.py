@@ -1,7 +1,8 @@
 """Accuracy / certifiability frontier on the real ``left*`` photos (never ``right*``).
 
-Per checkpoint: real PCK@3px (model-input pixels, best symmetry), and for each box ``alpha = beta = eps``
-and each per-frame budget (the node's default, 1 s, none) the share of the real keypoints that
+Per checkpoint: real PCK@3px (model-input pixels, best symmetry), for each box ``alpha = beta = eps`` the
+sampling upper bound (the share of keypoints that no sampled θ moves farther than the radius: no sound
+certifier proves more), and for each box and each per-frame budget (the node's default, 1 s, none) the share of the real keypoints that
 ``certify()`` proves (native backend, full 640x480 frames as the node sees them, radius ``radius`` frame
 pixels, margins off, one torch thread), the share proven *and* within 3 px of the label, and the mean
 certification time per frame; plus the detector's frames per second on one thread. Writes
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 from ..certify import certify
+from .bench_certify import sampling_upper_bound
 from ..data import build_real_set, load_coco
 from ..evaluate import evaluate_model, format_rate, keypoint_errors, paired_test
 from ..model import load_model
@@ -63,7 +65,9 @@ def measure(path: str, label: str, eps: list[float], budgets: list[float | None]
            "dilations": det.config.dilations, "channels": det.config.conv_channels(),
            "input_clamp": det.config.input_clamp, "zero_mean_stem": det.config.zero_mean_stem,
            "pck_real_left": ev.pck(tolerance), "real_keypoints": int(ev.errors.size),
-           "detector_fps": detector_fps(model, images[0]), "cert": {}}
+           "detector_fps": detector_fps(model, images[0]), "cert": {},
+           "upper": {f"{e:g}": float(np.mean([sampling_upper_bound(model, img, e, radius) for img in images]
+                                             )) / model.config.num_keypoints for e in eps}}
     certify(model, images[0], eps[0], eps[0], radius, margins=False, budget_ms=NODE_BUDGET_MS)  # warm-up
     for e in eps:
         for b in budgets:
@@ -98,7 +102,8 @@ def table(rows: list[dict], config: dict) -> str:
     last certification column."""
     n = rows[0]["real_keypoints"]
     keys = list(rows[0]["cert"])
-    head = ["model", "params", "dilations", "real PCK@3px"]
+    eps = list(dict.fromkeys(k.split("@")[0] for k in keys))
+    head = ["model", "params", "dilations", "real PCK@3px"] + [f"sampling upper bound ±{e}" for e in eps]
     for k in keys:
         head += [f"certified {_label(k)}", "ms/frame"]
     paired_keys = list(dict.fromkeys([keys[0], keys[-1]]))
@@ -110,6 +115,7 @@ def table(rows: list[dict], config: dict) -> str:
     for r in rows:
         cells = [r["model"], str(r["params"]), " ".join(map(str, r["dilations"] or [])) or "none",
                  format_rate(r["pck_real_left"], n)]
+        cells += [format_rate(r["upper"][e], n) if e in r.get("upper", {}) else "—" for e in eps]
         for k in keys:
             c = r["cert"][k]
             cells += [format_rate(c["rate"], n), f"{c['ms_per_frame']:.0f}"]
