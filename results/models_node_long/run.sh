@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The default fine-tuned 1000 steps on the node's exact property (r 0.8 input px, the whole ±0.02 box) at a
 # smaller κ than the no-pruning control of results/pruning_real25 (κ 0.3), then the real-photo frontier.
-# usage: results/models_node_long/run.sh train|measure|continue|measure2        (docs/training.md, "Training the node's exact property")
+# usage: results/models_node_long/run.sh train|measure|continue|measure2|seeds|gentle|measure3|eps0.1
+#        (docs/training.md, "Training the node's exact property")
 set -euo pipefail
 W=usn_robust_keypoints/weights; M=results/models_node_long/models; mkdir -p $M
 C="--photo --train-images 6000 --batch-size 24 --lr 5e-4 --threads 1 --steps 1000 --robust-eps 0.02 --robust-ramp 0 \
@@ -29,5 +30,22 @@ measure2)
         $M/node_plus1000_k0.2.safetensors $M/node_plus1000_k0.3.safetensors \
         --labels "default chessboard_usn_node" "+1000 steps κ 0.2" "+1000 steps κ 0.3" \
         --budgets 120 1000 3000 --out results/models_node_long/continued --threads 1 ;;
-*) echo "usage: $0 train|measure|continue|measure2" >&2; exit 2 ;;
+seeds)  # the default's recipe (κ 0.2, 1000 steps from chessboard_usn_photo) with seeds 1 and 2 (the default is seed 0)
+    for s in 1 2; do
+        usn-keypoints train --init $W/chessboard_usn_photo.safetensors --robust-kappa 0.2 $C --seed $s \
+            --out $M/photo_node_k0.2_1000_s$s.safetensors &
+    done
+    wait ;;
+gentle)  # the default 1000 steps more at κ 0.3 with a 5x smaller learning rate
+    usn-keypoints train --init $W/chessboard_usn_node.safetensors --robust-kappa 0.3 ${C/--lr 5e-4/--lr 1e-4} --seed 2 \
+        --out $M/node_plus1000_k0.3_lr1e-4.safetensors ;;
+measure3)
+    python results/models_real/bab_engine_cpuclock/cpuclock_cli.py real-frontier --models $W/chessboard_usn_node.safetensors \
+        $M/photo_node_k0.2_1000_s1.safetensors $M/photo_node_k0.2_1000_s2.safetensors $M/node_plus1000_k0.3_lr1e-4.safetensors \
+        --labels "default chessboard_usn_node (seed 0)" "the default's recipe, seed 1" "the default's recipe, seed 2" \
+        "+1000 steps κ 0.3, lr 1e-4" --budgets 120 1000 3000 --out results/models_node_long/seeds --threads 1 ;;
+eps0.1)  # ±0.1 with a 300 s cap of CPU per frame (the target's "no budget")
+    python results/models_real/bab_engine_cpuclock/cpuclock_cli.py real-frontier --models $W/chessboard_usn_node.safetensors \
+        --labels "default chessboard_usn_node" --eps 0.1 --budgets 300000 --out results/models_node_long/eps0.1_long --threads 1 ;;
+*) echo "usage: $0 train|measure|continue|measure2|seeds|gentle|measure3|eps0.1" >&2; exit 2 ;;
 esac
