@@ -1,5 +1,7 @@
 """Training a tiny model for a few steps reduces the loss; evaluation handles symmetry."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -46,11 +48,43 @@ def test_distillation_pulls_the_student_towards_the_teacher():
         with torch.no_grad():
             gaps.append(float(distill_loss(student(x), teacher(x)) - distill_loss(teacher(x), teacher(x))))
     assert 0 < gaps[1] < 0.7 * gaps[0]
-    other = HeatmapDetector(DetectorConfig(input_width=64, input_height=48, output_stride=2, stem_width=8, width=12,
-                                           depth=1))
-    with pytest.raises(ValueError, match="same keypoints, input size and stride"):
-        train_detector(HeatmapDetector(cfg), images, kps, steps=1, batch_size=4, device="cpu", progress=False,
-                       teacher=other, distill_weight=1.0)
+    for other in (DetectorConfig(input_width=32, input_height=24, output_stride=2, stem_width=8, width=12, depth=1),
+                  DetectorConfig(input_width=64, input_height=48, output_stride=4, stem_width=8, width=12, depth=1,
+                                 num_keypoints=2, keypoint_names=("a", "b"))):
+        with pytest.raises(ValueError, match="same keypoints and input size"):
+            train_detector(HeatmapDetector(cfg), images, kps, steps=1, batch_size=4, device="cpu", progress=False,
+                           teacher=HeatmapDetector(other), distill_weight=1.0)
+
+
+def test_distillation_from_a_finer_stride():
+    """A stride-4 student distils from a stride-2 teacher against the teacher's distribution summed
+    over the 2x2 cells of each student cell, and training with it pulls the student towards it; a
+    coarser teacher is refused."""
+    cfg, images, kps = tiny_training_set()
+    fine = replace(cfg, output_stride=2)
+    torch.manual_seed(0)
+    teacher = HeatmapDetector(fine)
+    train_detector(teacher, images, kps, steps=100, batch_size=16, lr=1e-2, device="cpu", progress=False)
+    x = torch.from_numpy(images[:32]).float().div(255.0).unsqueeze(1)
+    with torch.no_grad():
+        t = teacher(x)
+    p = torch.softmax(t.flatten(-2), -1).view_as(t)
+    coarse = p.unflatten(-1, (-1, 2)).unflatten(-3, (-1, 2)).sum(dim=(-1, -3))  # (B, K, h/2, w/2)
+    s = torch.randn(32, cfg.num_keypoints, *cfg.heatmap_size)
+    ref = -(coarse * torch.log_softmax(s.flatten(-2), -1).view_as(s)).sum(dim=(-2, -1)).mean()
+    assert torch.isclose(distill_loss(s, t), ref, rtol=1e-5)
+    gaps = []
+    for weight in (0.0, 10.0):
+        torch.manual_seed(1)
+        student = HeatmapDetector(cfg)
+        train_detector(student, images, kps, steps=100, batch_size=16, lr=1e-2, device="cpu", progress=False,
+                       teacher=teacher, distill_weight=weight)
+        with torch.no_grad():
+            gaps.append(float(distill_loss(student(x), t)))
+    assert gaps[1] < gaps[0]
+    with pytest.raises(ValueError, match="student's output stride or a finer one"):
+        train_detector(HeatmapDetector(fine), images, kps, steps=1, batch_size=4, device="cpu", progress=False,
+                       teacher=HeatmapDetector(cfg), distill_weight=1.0)
 
 
 def test_heatmap_targets_peak_at_keypoint():
@@ -108,13 +142,13 @@ def test_train_cli_refuses_the_robustness_term_from_scratch(tmp_path, capsys):
 
 
 def test_train_cli_refuses_a_teacher_with_other_heatmaps(tmp_path, capsys):
-    """The shipped dense model (stride 2) cannot teach a stride-4 student: clear error, no checkpoint."""
+    """The shipped dense model (128x96 input) cannot teach a 64x48 student: clear error, no checkpoint."""
     from usn_robust_keypoints.cli import main
     from usn_robust_keypoints.weights import DEFAULT_DENSE, shipped_model_path
 
     out = tmp_path / "m.safetensors"
     teacher = str(shipped_model_path(DEFAULT_DENSE))
-    assert main(["train", "--out", str(out), "--steps", "1", "--stride", "4", "--distill-from", teacher]) == 2
+    assert main(["train", "--out", str(out), "--steps", "1", "--input-size", "64x48", "--distill-from", teacher]) == 2
     assert "do not match" in capsys.readouterr().err
     assert not out.exists()
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from .model import DetectorConfig, HeatmapDetector, resolve_device
@@ -77,18 +78,28 @@ def task_loss(heatmaps: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 def distill_loss(heatmaps: torch.Tensor, teacher_heatmaps: torch.Tensor) -> torch.Tensor:
     """Spatial cross-entropy of the student's heatmaps against the teacher's spatial softmax (the
     KL divergence to the teacher up to the teacher's entropy, a constant): :func:`task_loss` with
-    the teacher's distribution as the target."""
+    the teacher's distribution as the target. A teacher at a finer output stride (heatmaps ``f``
+    times the student's on both sides) is coarsened first: the probability of a student cell is the
+    sum of the teacher's over the ``f x f`` cells it covers."""
     soft = torch.softmax(teacher_heatmaps.flatten(-2), dim=-1).view_as(teacher_heatmaps)
+    f = teacher_heatmaps.shape[-1] // heatmaps.shape[-1]
+    if f > 1:
+        soft = F.avg_pool2d(soft, f) * (f * f)
     return task_loss(heatmaps, soft)
 
 
 def check_teacher(teacher: HeatmapDetector, config: DetectorConfig) -> None:
-    """Raise ``ValueError`` unless ``teacher`` outputs heatmaps of the shape a ``config`` student does."""
+    """Raise ``ValueError`` unless ``teacher`` has a ``config`` student's keypoints and heatmaps of the
+    student's shape or an integer multiple of it (a finer output stride, see :func:`distill_loss`)."""
     t = teacher.config
-    if (t.num_keypoints, t.heatmap_size) != (config.num_keypoints, config.heatmap_size):
+    (th, tw), (sh, sw) = t.heatmap_size, config.heatmap_size
+    f = tw // sw
+    same = (t.num_keypoints, t.input_width, t.input_height) == (config.num_keypoints, config.input_width,
+                                                                config.input_height)
+    if not same or f < 1 or (th, tw) != (sh * f, sw * f):
         raise ValueError(f"the teacher's heatmaps ({t.num_keypoints} x {t.heatmap_size}) do not match the "
                          f"student's ({config.num_keypoints} x {config.heatmap_size}): the teacher needs the same "
-                         f"keypoints, input size and stride")
+                         f"keypoints and input size, and the student's output stride or a finer one")
 
 
 def train_detector(model: HeatmapDetector, images: np.ndarray, keypoints: np.ndarray, *, steps: int,
