@@ -33,8 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the network clamps its input to [TAU, 1 - TAU] first (pure black / white pixels become "
                         "constant under the perturbation); with --init: set on the checkpoint's network")
     p.add_argument("--distill-from", metavar="CHECKPOINT",
-                   help="teacher detector (same keypoints and input size; the student's output stride or a finer one): add a distillation term "
-                        "towards its heatmaps on every training batch")
+                   help="teacher detector (same keypoints and input size; the student's output stride or a finer "
+                        "one): add a distillation term towards its heatmaps on every training batch")
     p.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation term")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto|cpu|cuda")
