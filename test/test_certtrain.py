@@ -205,6 +205,41 @@ def test_random_sub_box_margins_are_inside_the_box_and_sound(data, pretrained):
         RobustConfig(sub_eps=0.02, splits=2)
 
 
+def test_first_tile_margins_are_the_certifiers_first_tiles_and_sound(data, pretrained):
+    """``first_tiles`` bounds one of the tiles the certifier's first round bounds (the box cut at the
+    clip kink of saturated pixels: 2 tiles here), the margins are proofs for some keypoints, and no
+    sample of each tile has a smaller true margin; the option refuses sub-boxes and splits."""
+    from usn_robust_keypoints.certify.batch import worst_margins
+    from usn_robust_keypoints.certify.native import first_tiles
+    from usn_robust_keypoints.certify.training_loss import random_first_tiles
+
+    model = pretrained.eval()
+    x = _inputs(data[0][128:136])
+    x = x.clamp_min(0.05)  # no pixel at 0 (no kink at b = 0) ...
+    x[:, :, :3, :3] = 1.0  # ... and saturated pixels: their clip kink crosses the box at w = 0
+    cells, _ = keypoint_cells(torch.from_numpy(data[1][128:136]), CFG.output_stride, CFG.heatmap_size)
+    eps, r = 0.02, 1.0
+    maps = random_first_tiles(x, 0.0, eps, torch.Generator().manual_seed(0))
+    assert maps.shape == (8, 2, 3)
+    for i in range(8):
+        tiles = first_tiles(x[i:i + 1], 0.0, (1 - eps, 1 + eps, -eps, eps))
+        assert len(tiles) == 2 and any(torch.equal(maps[i], t) for t in tiles)
+    with torch.no_grad():
+        m = worst_margins(model, x, cells, eps, eps, r, boxes=maps)
+        assert (m > 0).any(), m
+        e = torch.rand(64, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 2 - 1
+        for i in range(8):
+            theta = (maps[i, :, 0] + e @ maps[i, :, 1:].T).float()  # (64, 2): c, b of points of the tile
+            assert _sampled_margin(model, x[i:i + 1], cells[i, 0], theta[:, 0], theta[:, 1], r) >= m[i, 0] - 1e-4
+    term = RobustnessTerm(data[0][:128], data[1][:128], RobustConfig(eps=eps, ramp=0.0, first_tiles=True), steps=1)
+    model_t = copy.deepcopy(pretrained)
+    loss = term(model_t)
+    loss.backward()
+    assert torch.isfinite(loss) and any(p.grad is not None and p.grad.abs().sum() > 0 for p in model_t.parameters())
+    with pytest.raises(ValueError, match="first_tiles"):
+        RobustConfig(first_tiles=True, sub_eps=0.02)
+
+
 def test_certified_accuracy_scores_certify_against_ground_truth(data, pretrained):
     """evaluate.certified_accuracy (the loop of `tradeoff` and `experiment`) against certify() per frame."""
     from usn_robust_keypoints.certify import certify

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The default fine-tuned 1000 steps on the node's exact property (r 0.8 input px, the whole ±0.02 box) at a
 # smaller κ than the no-pruning control of results/pruning_real25 (κ 0.3), then the real-photo frontier.
-# usage: results/models_node_long/run.sh train|measure|continue|measure2|seeds|gentle|measure3|k0.25|distill3|measure4|eps0.1|eps0.05
+# usage: results/models_node_long/run.sh train|measure|continue|measure2|seeds|gentle|measure3|k0.25|distill3|measure4|tiles|measure5|eps0.1|eps0.05
 #        (docs/training.md, "Training the node's exact property")
 set -euo pipefail
 W=usn_robust_keypoints/weights; M=results/models_node_long/models; mkdir -p $M
@@ -55,11 +55,18 @@ measure4)
         $M/photo_node_k0.25_1000.safetensors $M/photo_node_k0.3_d3_1000.safetensors \
         --labels "default chessboard_usn_node" "κ 0.25, 1000 steps" "κ 0.3, distillation weight 3" \
         --budgets 120 1000 3000 --out results/models_node_long/k0.25_d3 --threads 1 ;;
+tiles)  # the default's recipe with the term on the certifier's first tiles (the box cut at the clip kinks)
+    usn-keypoints train --init $W/chessboard_usn_photo.safetensors --robust-kappa 0.2 $C --robust-first-tiles \
+        --out $M/photo_node_k0.2_tiles_1000.safetensors ;;
+measure5)
+    python results/models_real/bab_engine_cpuclock/cpuclock_cli.py real-frontier --models $W/chessboard_usn_node.safetensors \
+        $M/photo_node_k0.2_tiles_1000.safetensors --labels "default chessboard_usn_node" "κ 0.2 on the first tiles" \
+        --budgets 120 1000 3000 --out results/models_node_long/first_tiles --threads 1 ;;
 distill3)  # κ 0.3 from chessboard_usn_photo with three times the distillation weight
     usn-keypoints train --init $W/chessboard_usn_photo.safetensors --robust-kappa 0.3 ${C/--distill-weight 1/--distill-weight 3} \
         --out $M/photo_node_k0.3_d3_1000.safetensors ;;
 eps0.05)  # ±0.05 within 1 s and with the same 300 s cap
     python results/models_real/bab_engine_cpuclock/cpuclock_cli.py real-frontier --models $W/chessboard_usn_node.safetensors \
         --labels "default chessboard_usn_node" --eps 0.05 --budgets 1000 300000 --out results/models_node_long/eps0.05_long --threads 1 ;;
-*) echo "usage: $0 train|measure|continue|measure2|seeds|gentle|measure3|k0.25|distill3|measure4|eps0.1|eps0.05" >&2; exit 2 ;;
+*) echo "usage: $0 train|measure|continue|measure2|seeds|gentle|measure3|k0.25|distill3|measure4|tiles|measure5|eps0.1|eps0.05" >&2; exit 2 ;;
 esac

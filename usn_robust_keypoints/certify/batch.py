@@ -68,15 +68,16 @@ def worst_margins(detector: nn.Module, x: torch.Tensor, cells: torch.Tensor, alp
     Pure torch on the forward-mode bounds, so it can be a loss (e.g. ``softplus(t -
     worst_margins(...)).mean()``); > 0 proves the spec for that keypoint. ``splits > 1`` bounds
     each of the ``splits x splits`` sub-boxes separately (tighter, ``splits**2`` times the cost)
-    and takes the worst. ``boxes (N, 4) = (c_lo, c_hi, b_lo, b_hi)`` instead bounds one given box per
-    input (``alpha``, ``beta`` and ``splits`` are then unused)."""
+    and takes the worst. ``boxes (N, 4) = (c_lo, c_hi, b_lo, b_hi)`` (or parallelograms ``(N, 2, 3)``,
+    :func:`.bounds.theta_maps`) instead bounds one given box per input (``alpha``, ``beta`` and
+    ``splits`` are then unused)."""
     if splits < 1:
         raise ValueError(f"splits must be >= 1, got {splits}")
     layers = bound_layers(detector, differentiable=True)
     n0 = x.shape[0]
     if boxes is not None:
-        if boxes.shape != (n0, 4):
-            raise ValueError(f"boxes must have shape ({n0}, 4), got {tuple(boxes.shape)}")
+        if boxes.shape not in ((n0, 4), (n0, 2, 3)):
+            raise ValueError(f"boxes must have shape ({n0}, 4) or ({n0}, 2, 3), got {tuple(boxes.shape)}")
         m, boxes = 1, boxes.to(x.dtype).to(x.device)
     else:
         grid = sub_boxes(alpha, beta, splits).to(x.dtype).to(x.device)

@@ -296,14 +296,27 @@ def search(ctx: FrameContext, box: PerturbationBox | tuple[float, float, float, 
 
 
 def _kinks(ctx: FrameContext, box: tuple[float, float, float, float]) -> tuple[bool, tuple[bool, bool]]:
+    """:func:`_kink_cuts` of the frame's input and the network's input clamp."""
+    return _kink_cuts(ctx.x0, input_clamp(ctx.plan.layers)[0], box)
+
+
+def _kink_cuts(x0: torch.Tensor, tau: float, box: tuple[float, float, float, float]) -> tuple[bool, tuple[bool, bool]]:
     """``(crossed, cuts)``: whether the clip's kink of some pixel crosses the box (``c x0 + b``
     reaches ``1 - tau`` or ``tau`` on it; the kink lines of bright and dark pixels run nearly along
     w and b), and whether a pixel has its kink exactly on ``w = 0`` (x0 = 1) and on ``b = 0``
     (x0 = 0), where the first tiles are cut (with an input clamp, tau > 0, no kink lies there)."""
-    tau = input_clamp(ctx.plan.layers)[0]
-    hi, lo = float(ctx.x0.max()), float(ctx.x0.min())
+    hi, lo = float(x0.max()), float(x0.min())
     crossed = box[1] * hi + box[3] >= 1 - tau or box[0] * lo + box[2] <= tau  # x0 >= 0, c > 0
     return crossed, (tau == 0 and hi >= 1, tau == 0 and lo <= 0)
+
+
+def first_tiles(x0: torch.Tensor, tau: float, box: tuple[float, float, float, float]) -> torch.Tensor:
+    """The tiles the search's first round bounds for the input ``x0`` (a network with input clamp
+    ``tau``) over a 2-D ``box``, as θ maps ``(T, 2, 3)`` (:func:`.bounds.theta_maps`; for certifiability
+    training on what the certifier bounds first)."""
+    crossed, cuts = _kink_cuts(x0, tau, box)
+    coords = _Coords(box, crossed, x0.device, cuts)
+    return coords.maps(coords.clip(coords.initial()))
 
 
 def _run(ctx: FrameContext, coords: _Coords, radius: float, deadline: float, max_depth: int, backward: bool,

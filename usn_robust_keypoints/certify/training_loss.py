@@ -27,6 +27,8 @@ from torch import nn
 
 from ..model.preprocess import pixels_to_grid
 from .batch import worst_margins
+from .bounds import net_input_clamp
+from .native import first_tiles
 
 
 FORMS = ("softplus", "log")
@@ -46,6 +48,7 @@ class RobustConfig:
     form: str = "softplus"  # "log": log1p(softplus(target - m)), scale-free while margins are far below 0
     splits: int = 1  # bound a splits x splits grid of sub-boxes (the certifier splits the box too)
     sub_eps: float = 0.0  # > 0: bound one random sub-box of this half-width inside the box per image
+    first_tiles: bool = False  # bound one of the certifier's first tiles of the box per image (native.first_tiles)
 
     def __post_init__(self) -> None:
         if self.form not in FORMS:
@@ -56,6 +59,8 @@ class RobustConfig:
             raise ValueError("need 0 <= ramp <= 1, batch >= 1, radius >= 0 and splits >= 1")
         if not 0 <= self.sub_eps < 1 or (self.sub_eps > 0 and self.splits > 1):
             raise ValueError("need 0 <= sub_eps < 1, and splits = 1 when sub_eps > 0")
+        if self.first_tiles and (self.sub_eps > 0 or self.splits > 1):
+            raise ValueError("first_tiles bounds the certifier's first tiles: it needs sub_eps = 0 and splits = 1")
 
     def eps_at(self, step: int, steps: int) -> float:
         """The ramped box half-width at ``step`` of ``steps``."""
@@ -88,6 +93,17 @@ def random_sub_boxes(n: int, eps: float, sub_eps: float, generator: torch.Genera
     centre = (torch.rand(n, 2, generator=generator, dtype=torch.float64) * 2 - 1) * (eps - w)
     c, b = 1.0 + centre[:, 0], centre[:, 1]
     return torch.stack([c - w, c + w, b - w, b + w], dim=1)
+
+
+def random_first_tiles(x: torch.Tensor, tau: float, eps: float, generator: torch.Generator) -> torch.Tensor:
+    """For every input of ``x (N, 1, h, w)``, one of the tiles the certifier's first round bounds over
+    ``c in [1-eps, 1+eps]``, ``b in [-eps, eps]`` (:func:`.native.first_tiles`), at random: θ maps ``(N, 2, 3)``."""
+    box = (1.0 - eps, 1.0 + eps, -eps, eps)
+    out = []
+    for xi in x:
+        tiles = first_tiles(xi.unsqueeze(0), tau, box)
+        out.append(tiles[int(torch.randint(len(tiles), (1,), generator=generator))])
+    return torch.stack(out)
 
 
 def robustness_loss(detector: nn.Module, x: torch.Tensor, cells: torch.Tensor, valid: torch.Tensor, eps: float,
@@ -150,6 +166,8 @@ class RobustnessTerm:
         x = self.images[idx].to(dev, torch.float32).div_(255.0).unsqueeze(1)
         cells, valid = keypoint_cells(self.keypoints[idx], mc.output_stride, mc.heatmap_size)
         boxes = random_sub_boxes(cfg.batch, eps, cfg.sub_eps, self.gen) if cfg.sub_eps > 0 else None
+        if cfg.first_tiles:
+            boxes = random_first_tiles(x, net_input_clamp(model), eps, self.gen)
         loss, margins = robustness_loss(model, x, cells.to(dev), valid.to(dev), eps, cfg.radius / mc.output_stride,
                                         cfg.target, cfg.form, cfg.splits, boxes)
         with torch.no_grad():

@@ -25,6 +25,9 @@ def add_robust_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--robust-sub-eps", type=float,
                    help="bound one random sub-box of this half-width inside the training box per image "
                         "(the certifier's leaves) instead of the whole box (default 0: whole box)")
+    g.add_argument("--robust-first-tiles", action="store_true", default=None,
+                   help="bound one of the certifier's first tiles of the box per image (the clip-kink cut the "
+                        "search starts from) instead of the whole box")
     g.add_argument("--robust-form", choices=("softplus", "log"),
                    help="per-keypoint term: softplus(t - m) (default) or log1p(softplus(t - m))")
 
@@ -38,7 +41,8 @@ def robust_config(args: argparse.Namespace):
     return RobustConfig(kappa=args.robust_kappa, **given(eps=args.robust_eps, ramp=args.robust_ramp,
                                                          batch=args.robust_batch, radius=args.robust_radius,
                                                          form=args.robust_form, splits=args.robust_splits,
-                                                         sub_eps=args.robust_sub_eps))
+                                                         sub_eps=args.robust_sub_eps,
+                                                         first_tiles=args.robust_first_tiles))
 
 
 def set_threads(n: int | None) -> None:
