@@ -1,10 +1,11 @@
 """Accuracy / certifiability frontier on the real ``left*`` photos (never ``right*``).
 
-Per checkpoint: real PCK@3px (model-input pixels, best symmetry), for each box ``alpha = beta = eps`` the
-sampling upper bound (the share of keypoints that no sampled θ moves farther than the radius: no sound
-certifier proves more), and for each box and each per-frame budget (the node's default, 1 s, none) the share of the real keypoints that
-``certify()`` proves (native backend, full 640x480 frames as the node sees them, radius ``radius`` frame
-pixels, margins off, one torch thread), the share proven *and* within 3 px of the label, and the mean
+Per checkpoint: real PCK@3px (model-input pixels, best symmetry); for each box ``alpha = beta = eps``
+the sampling upper bound (the share of keypoints that no sampled θ moves farther than the radius: no
+sound certifier proves more); and for each box and each per-frame budget (the node's default, 1 s,
+none) the share of the real keypoints that ``certify()`` proves (native backend, full 640x480 frames
+as the node sees them, radius ``radius`` frame pixels, margins off, one torch thread), the share
+proven *and* within 3 px of the label, and the mean
 certification time per frame; plus the detector's frames per second on one thread. Writes
 ``results.json`` (with every keypoint's outcome), ``results.md`` and ``frontier.png`` (real PCK vs real
 certified rate within each budget) to ``--out``.
@@ -24,10 +25,10 @@ import numpy as np
 import torch
 
 from ..certify import certify
-from .bench_certify import sampling_upper_bound
 from ..data import build_real_set, load_coco
 from ..evaluate import evaluate_model, format_rate, keypoint_errors, paired_test
 from ..model import load_model
+from .bench_certify import sampling_upper_bound
 
 NODE_BUDGET_MS = 120.0  # config/demo.yaml and config/pipeline.yaml: certifier budget_ms
 
@@ -66,8 +67,8 @@ def measure(path: str, label: str, eps: list[float], budgets: list[float | None]
            "input_clamp": det.config.input_clamp, "zero_mean_stem": det.config.zero_mean_stem,
            "pck_real_left": ev.pck(tolerance), "real_keypoints": int(ev.errors.size),
            "detector_fps": detector_fps(model, images[0]), "cert": {},
-           "upper": {f"{e:g}": float(np.mean([sampling_upper_bound(model, img, e, radius) for img in images]
-                                             )) / model.config.num_keypoints for e in eps}}
+           "upper": {f"{e:g}": sum(sampling_upper_bound(model, img, e, radius) for img in images) / ev.errors.size
+                     for e in eps}}
     certify(model, images[0], eps[0], eps[0], radius, margins=False, budget_ms=NODE_BUDGET_MS)  # warm-up
     for e in eps:
         for b in budgets:
