@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from usn_robust_keypoints.certify import Status, WarmStart, certify
-from usn_robust_keypoints.certify.native import _Coords, _kinks, frame_context, search
+from usn_robust_keypoints.certify.bounds import input_clamp
+from usn_robust_keypoints.certify.native import _Coords, _kink_cuts, frame_context, search
 from usn_robust_keypoints.data.opencv_doc import opencv_doc_data
 from usn_robust_keypoints.model import DetectorConfig, KeypointModel, load_model
 from usn_robust_keypoints.model.preprocess import decode_heatmaps
@@ -90,7 +91,7 @@ def test_first_tiles_cut_only_where_saturated_pixels_have_their_kink(model) -> N
     cases = [(x0, (True, False), 2), (x0.clamp(0.1, 0.9), (False, False), 1), (x0 * 1.2 - 0.1, (True, True), 4)]
     for x, kinks, tiles in cases:
         ctx = frame_context(model.detector, x.clamp(0, 1), geo)
-        crossed, cuts = _kinks(ctx, box)
+        crossed, cuts = _kink_cuts(ctx.x0, input_clamp(ctx.plan.layers)[0], box)
         assert cuts == kinks
         assert crossed == (tiles > 1)  # in [0.1, 0.9] no kink reaches the ±0.02 box
         t = _Coords(box, True, "cpu", cuts).initial()

@@ -283,21 +283,14 @@ def search(ctx: FrameContext, box: PerturbationBox | tuple[float, float, float, 
         box = box.limits
     ks = list(range(ctx.dist.shape[0])) if keypoints is None else list(keypoints)
     two_d = box[1] > box[0] and box[3] > box[2]
-    crossed, cuts = _kinks(ctx, box)
-    kink = two_d and crossed
-    wkey = (tuple(round(v, 12) for v in box), float(radius), tuple(ctx.dist.shape), kink)
+    coords = _search_coords(ctx.x0, input_clamp(ctx.plan.layers)[0], box)
+    wkey = (tuple(round(v, 12) for v in box), float(radius), tuple(ctx.dist.shape), coords.kink)
     starts = {k: warm.get(wkey, k) for k in ks} if warm is not None and two_d else None
-    res = _run(ctx, _Coords(box, kink, dev, cuts), radius, deadline, max_depth, backward, ks, starts,
-               max_leaves)
+    res = _run(ctx, coords, radius, deadline, max_depth, backward, ks, starts, max_leaves)
     if warm is not None:
         for k, r in res.items():
             warm.put(wkey, k, torch.cat(r.tiles) if (r.tiles and r.state != "refuted" and two_d and r.leaves > 1) else None)
     return res
-
-
-def _kinks(ctx: FrameContext, box: tuple[float, float, float, float]) -> tuple[bool, tuple[bool, bool]]:
-    """:func:`_kink_cuts` of the frame's input and the network's input clamp."""
-    return _kink_cuts(ctx.x0, input_clamp(ctx.plan.layers)[0], box)
 
 
 def _kink_cuts(x0: torch.Tensor, tau: float, box: tuple[float, float, float, float]) -> tuple[bool, tuple[bool, bool]]:
@@ -310,12 +303,20 @@ def _kink_cuts(x0: torch.Tensor, tau: float, box: tuple[float, float, float, flo
     return crossed, (tau == 0 and hi >= 1, tau == 0 and lo <= 0)
 
 
+def _search_coords(x0: torch.Tensor, tau: float, box: tuple[float, float, float, float]) -> _Coords:
+    """The coordinates :func:`search` runs in for the input ``x0`` (a network with input clamp ``tau``):
+    the clip-kink coordinates, cut where saturated pixels have their kink, for a 2-D box that a kink
+    crosses; else (c, b)."""
+    crossed, cuts = _kink_cuts(x0, tau, box)
+    two_d = box[1] > box[0] and box[3] > box[2]
+    return _Coords(box, two_d and crossed, x0.device, cuts)
+
+
 def first_tiles(x0: torch.Tensor, tau: float, box: tuple[float, float, float, float]) -> torch.Tensor:
     """The tiles the search's first round bounds for the input ``x0`` (a network with input clamp
-    ``tau``) over a 2-D ``box``, as θ maps ``(T, 2, 3)`` (:func:`.bounds.theta_maps`; for certifiability
+    ``tau``) over ``box``, as θ maps ``(T, 2, 3)`` (:func:`.bounds.theta_maps`; for certifiability
     training on what the certifier bounds first)."""
-    crossed, cuts = _kink_cuts(x0, tau, box)
-    coords = _Coords(box, crossed, x0.device, cuts)
+    coords = _search_coords(x0, tau, box)
     return coords.maps(coords.clip(coords.initial()))
 
 
