@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from usn_robust_keypoints.certify import Status, WarmStart, certify
+from usn_robust_keypoints.certify import Status, WarmStart, certify, native
 from usn_robust_keypoints.certify.bounds import input_clamp
 from usn_robust_keypoints.certify.native import _Coords, _kink_cuts, frame_context, search
 from usn_robust_keypoints.data.opencv_doc import opencv_doc_data
@@ -194,3 +194,19 @@ def test_exact_against_dense_grid_on_tiny_nets(seed: int) -> None:
             assert float(_moves(net, image, torch.tensor([k.counterexample], dtype=torch.float64))[0, k.index]) > radius
         if moved:
             assert k.status is Status.REFUTED
+
+
+def test_decision_time_is_the_end_of_the_deciding_round(model, monkeypatch) -> None:
+    """left11 and left14, first round only (max_depth=0): every keypoint is decided in that round
+    (proven, refuted or stopped at the depth cap), so all carry the same decision time, that
+    round's end (a clock that ticks once per reading tells the stamps apart)."""
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(native, "clock", lambda: float(next(ticks)))
+    proven = 0
+    for name in ("left11", "left14"):
+        x0, geo = model.preprocess(_photo(name))
+        ctx = frame_context(model.detector, x0, geo)
+        res = search(ctx, (1 - EPS, 1 + EPS, -EPS, EPS), RADIUS, max_depth=0)
+        assert len({r.decided_at for r in res.values()}) == 1, res
+        proven += sum(r.state == "proven" for r in res.values())
+    assert proven >= 1  # the case that was stamped one round late

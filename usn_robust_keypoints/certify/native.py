@@ -400,6 +400,7 @@ def _run(ctx: FrameContext, coords: _Coords, radius: float, deadline: float, max
             leaves = leaves.take(torch.nonzero(leaves.open.any(dim=1)).flatten())
         for r in res.values():
             r.peak_leaves = max(r.peak_leaves, len(leaves))
+        _close_finished(leaves, res)  # proven in this round: stamped with its end, like refuted and open ones
         now = clock()
         for r in res.values():
             if r.state != "search" and math.isnan(r.decided_at):
