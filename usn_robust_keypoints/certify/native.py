@@ -62,7 +62,6 @@ PGD_AFTER = 16  # gradient counter-example search once a keypoint has this many 
 PGD_STEPS = 8
 WARM_TILES = 64  # largest partition per keypoint kept for a warm start
 TIME_MARGIN = 1.5  # a round is started only if its estimated cost times this fits before the deadline
-LEVEL_PIXELS = 0  # EXPERIMENT: also cut the first tiles around the kinks of levels held by this many pixels (0: off)
 
 
 @dataclass
@@ -226,28 +225,21 @@ class _Coords:
     in θ, and the root box in ``p`` covers ``R`` (every leaf is clipped to its part over ``R``)."""
 
     def __init__(self, box: tuple[float, float, float, float], kink: bool, device,
-                 cuts: tuple[bool, bool] = (True, True), levels: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())) -> None:
+                 cuts: tuple[bool, bool] = (True, True)) -> None:
         self.r = torch.tensor(box, dtype=torch.float64, device=device)
         self.kink = kink
         self.cuts = cuts  # cut the root at w = 0, at b = 0 (where saturated pixels have their kink)
-        self.levels = levels  # more cut values of w and of b: the strips of dense levels
         c0, c1, b0, b1 = box
         self.root = torch.tensor([c0 + b0 - 1, c1 + b1 - 1, b0, b1] if kink else box, dtype=torch.float64, device=device)
 
     def initial(self) -> torch.Tensor:
         """The first tiles: the root, cut at the kink lines ``w = 0`` and ``b = 0`` where they cross it
-        and a pixel has its kink there (``cuts``), and at the cut values ``levels`` (:func:`_level_cuts`)."""
+        and a pixel has its kink there (``cuts``; a cut with no such pixel only doubles the work)."""
         if not self.kink:
             return self.root.view(1, 4)
         w0, w1, b0, b1 = self.root.tolist()
-
-        def pieces(lo, hi, at_zero, extra):
-            pts = sorted({v for v in ((0.0,) if at_zero else ()) + tuple(extra) if lo < v < hi})
-            edges = [lo, *pts, hi]
-            return list(zip(edges[:-1], edges[1:]))
-
-        ws = pieces(w0, w1, self.cuts[0], self.levels[0])
-        bs = pieces(b0, b1, self.cuts[1], self.levels[1])
+        ws = [(w0, 0.0), (0.0, w1)] if self.cuts[0] and w0 < 0 < w1 else [(w0, w1)]
+        bs = [(b0, 0.0), (0.0, b1)] if self.cuts[1] and b0 < 0 < b1 else [(b0, b1)]
         return torch.tensor([[*w, *b] for w in ws for b in bs], dtype=torch.float64, device=self.root.device)
 
     def maps(self, p: torch.Tensor) -> torch.Tensor:
@@ -317,30 +309,7 @@ def _search_coords(x0: torch.Tensor, tau: float, box: tuple[float, float, float,
     crosses; else (c, b)."""
     crossed, cuts = _kink_cuts(x0, tau, box)
     two_d = box[1] > box[0] and box[3] > box[2]
-    kink = two_d and crossed
-    levels = _level_cuts(x0, tau, box, LEVEL_PIXELS) if kink and LEVEL_PIXELS > 0 else ((), ())
-    return _Coords(box, kink, x0.device, cuts, levels)
-
-
-def _level_cuts(x0, tau, box, min_pixels):
-    """EXPERIMENT (results/bright_levels): cut values (w values, b values) at both ends of the kink
-    strips of the pixel levels held by at least ``min_pixels`` pixels (upper kink c x + b = 1 - tau:
-    w = ((1 - tau - x) - b (1 - x)) / x; lower kink c x + b = tau: b = (tau - (w + 1) x) / (1 - x))."""
-    vals, counts = torch.unique(x0.flatten(), return_counts=True)
-    vals = vals[counts >= min_pixels].double().tolist()
-    c0, c1, b0, b1 = box
-    w0, w1 = c0 + b0 - 1, c1 + b1 - 1
-    ws, bs = set(), set()
-    for x in vals:
-        if x > 0:
-            ends = [((1 - tau - x) - b * (1 - x)) / x for b in (b0, b1)]
-            if max(ends) > w0 and min(ends) < w1:
-                ws.update(ends)
-        if x < 1:
-            ends = [(tau - (w + 1) * x) / (1 - x) for w in (w0, w1)]
-            if max(ends) > b0 and min(ends) < b1:
-                bs.update(ends)
-    return tuple(sorted(ws)), tuple(sorted(bs))
+    return _Coords(box, two_d and crossed, x0.device, cuts)
 
 
 def first_tiles(x0: torch.Tensor, tau: float, box: tuple[float, float, float, float]) -> torch.Tensor:
