@@ -20,14 +20,18 @@ chain() {  # chain NAME EXTRA...: SEGMENTS segments of 1000 steps from the defau
 case ${1:-} in
 box) chain box ;;
 tiles) chain tiles --robust-first-tiles ;;
-measure)
-    models=($W/chessboard_usn_node.safetensors); labels=("default chessboard_usn_node")
+measure)  # two processes (one per chain, the default in the first), then one table
+    F="python results/models_real/bab_engine_cpuclock/cpuclock_cli.py real-frontier --budgets 120 1000 --threads 1"
     for name in box tiles; do
+        models=(); labels=()
+        [ $name = box ] && models+=($W/chessboard_usn_node.safetensors) && labels+=("default chessboard_usn_node")
         for i in $(seq 1 $SEGMENTS); do
             models+=($M/${name}_${i}000.safetensors); labels+=("κ 1 $name, ${i}000 steps")
         done
+        $F --models "${models[@]}" --labels "${labels[@]}" --out results/frontier_120ms/$name &
     done
-    python results/models_real/bab_engine_cpuclock/cpuclock_cli.py real-frontier --models "${models[@]}" \
-        --labels "${labels[@]}" --budgets 120 1000 --out results/frontier_120ms --threads 1 ;;
+    wait
+    usn-keypoints real-frontier --merge results/frontier_120ms/box/results.json results/frontier_120ms/tiles/results.json \
+        --out results/frontier_120ms ;;
 *) echo "usage: $0 box|tiles|measure" >&2; exit 2 ;;
 esac
