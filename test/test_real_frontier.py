@@ -1,5 +1,6 @@
 """``usn-keypoints real-frontier`` runs end to end on a tiny detector and one real left* photo, writes
-its table (with the sampling upper bound), JSON and plot, and merges only results measured with the same settings."""
+its table (with the sampling upper bound), JSON and plot, counts as certified within a budget only what was
+proven in time, and merges only results measured with the same settings."""
 
 import json
 
@@ -22,11 +23,14 @@ def test_real_frontier_end_to_end_and_merge(tmp_path, capsys):
     model = _tiny(tmp_path)
     a, b = tmp_path / "a", tmp_path / "b"
     assert main(["real-frontier", "--models", str(model), "--labels", "tiny", "--frames", "1",
-                 "--budgets", "50", "none", "--out", str(a)]) == 0
+                 "--budgets", "0", "50", "none", "--out", str(a)]) == 0
     d = json.loads((a / "results.json").read_text())
     row = d["rows"][0]
     assert row["model"] == "tiny" and row["real_keypoints"] == 4 and row["detector_fps"] > 0
-    assert set(row["cert"]) == {"0.02@50", "0.02@none"} and set(row["upper"]) == {"0.02"}
+    assert set(row["cert"]) == {"0.02@0", "0.02@50", "0.02@none"} and set(row["upper"]) == {"0.02"}
+    # A zero budget: the first round still runs and proves keypoints, but after the budget: none counts.
+    assert row["cert"]["0.02@0"]["rate"] == 0.0 and row["cert"]["0.02@0"]["late"] >= 1
+    assert row["cert"]["0.02@none"]["rate"] > 0 and row["cert"]["0.02@none"]["late"] == 0
     assert 0.0 <= row["upper"]["0.02"] <= 1.0
     for c in row["cert"].values():
         assert len(c["certified"]) == 4 and 0.0 <= c["rate"] <= 1.0 and c["acc"] <= c["rate"]

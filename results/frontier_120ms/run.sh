@@ -2,7 +2,7 @@
 # Towards the node's 120 ms budget: the default fine-tuned in 1000-step segments at κ 1 with three times the
 # distillation weight, on the node's property over the whole ±0.02 box (chain "box") or on the certifier's first
 # tiles (chain "tiles"); every segment's checkpoint kept, then all measured on the real left* photos.
-# usage: results/frontier_120ms/run.sh box|tiles|measure|eps0.05   (docs/training.md, "Towards the 120 ms budget")
+# usage: results/frontier_120ms/run.sh box|tiles|measure|eps0.05|strict   (docs/training.md, "Towards the 120 ms budget")
 set -euo pipefail
 W=usn_robust_keypoints/weights; M=results/frontier_120ms/models; mkdir -p $M
 C="--photo --train-images 6000 --batch-size 24 --lr 5e-4 --threads 1 --steps 1000 --robust-eps 0.02 --robust-ramp 0 \
@@ -38,5 +38,19 @@ eps0.05)  # the chains' ends, the default and the κ 1 photo model at ±0.05 wit
         $M/box_4000.safetensors $M/tiles_4000.safetensors results/models_real/models/photo_from_k1_k1.safetensors \
         --labels "default chessboard_usn_node" "κ 1 box, 4000 steps" "κ 1 tiles, 4000 steps" "κ 1 photo (#5)" \
         --eps 0.05 --budgets 1000 --out results/frontier_120ms/eps0.05 --threads 1 ;;
-*) echo "usage: $0 box|tiles|measure|eps0.05" >&2; exit 2 ;;
+strict)  # 120 ms again, counting only keypoints proven by a round that ended within the budget
+    F="python results/models_real/bab_engine_cpuclock/cpuclock_cli.py real-frontier --budgets 120 --threads 1"
+    for name in box tiles; do
+        models=(); labels=()
+        [ $name = box ] && models+=($W/chessboard_usn_node.safetensors) && labels+=("default chessboard_usn_node")
+        [ $name = tiles ] && models+=(results/models_real/models/photo_from_k1_k1.safetensors) && labels+=("κ 1 photo (#5)")
+        for i in $(seq 1 $SEGMENTS); do
+            models+=($M/${name}_${i}000.safetensors); labels+=("κ 1 $name, ${i}000 steps")
+        done
+        $F --models "${models[@]}" --labels "${labels[@]}" --out results/frontier_120ms/strict_$name &
+    done
+    wait
+    usn-keypoints real-frontier --merge results/frontier_120ms/strict_box/results.json \
+        results/frontier_120ms/strict_tiles/results.json --out results/frontier_120ms/strict ;;
+*) echo "usage: $0 box|tiles|measure|eps0.05|strict" >&2; exit 2 ;;
 esac

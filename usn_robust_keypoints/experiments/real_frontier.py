@@ -72,7 +72,7 @@ def measure(path: str, label: str, eps: list[float], budgets: list[float | None]
     certify(model, images[0], eps[0], eps[0], radius, margins=False, budget_ms=NODE_BUDGET_MS)  # warm-up
     for e in eps:
         for b in budgets:
-            certified, correct, ms = [], [], []
+            certified, correct, ms, late = [], [], [], 0
             for img, gt in zip(images, kps):
                 t0 = time.perf_counter()
                 fc = certify(model, img, e, e, radius, budget_ms=b, margins=False)
@@ -80,12 +80,15 @@ def measure(path: str, label: str, eps: list[float], budgets: list[float | None]
                 pred = model.predict(img)
                 err = keypoint_errors(pred.geometry.frame_to_input(np.array([[k.x, k.y] for k in fc.keypoints])),
                                       pred.geometry.frame_to_input(np.asarray(gt, np.float64)), symmetries)
-                c = [int(k.certified) for k in fc.keypoints]
+                # Within the budget: proven by a round that ended in time (the first round always runs and
+                # may end after a short budget; what it proves late is counted in "late", not as certified).
+                c = [int(k.certified and (b is None or k.time_ms <= b)) for k in fc.keypoints]
+                late += sum(int(k.certified) for k in fc.keypoints) - sum(c)
                 certified += c
                 correct += [int(ci and er <= tolerance) for ci, er in zip(c, err)]
             key = f"{e:g}@{_budget_key(b)}"
             row["cert"][key] = {"rate": float(np.mean(certified)), "acc": float(np.mean(correct)),
-                                "ms_per_frame": float(np.mean(ms)), "max_ms": float(np.max(ms)),
+                                "ms_per_frame": float(np.mean(ms)), "max_ms": float(np.max(ms)), "late": late,
                                 "certified": certified, "correct": correct}
             if progress:
                 print(f"{label}: eps {e:g} budget {_budget_key(b)} ms: certified {np.mean(certified):.3f}, "
@@ -110,7 +113,8 @@ def table(rows: list[dict], config: dict) -> str:
     paired_keys = list(dict.fromkeys([keys[0], keys[-1]]))
     head += [f"paired vs first, {_label(k)}" for k in paired_keys] + ["detector fps"]
     lines = [f"Real `left*` photos ({n} keypoints), native `certify()`, radius {config['radius']:g} frame px, "
-             "one torch thread; certified = share of all keypoints proven (95 % Wilson interval); "
+             "one torch thread; certified = share of all keypoints proven within the budget (by a search round that "
+             "ended in time; 95 % Wilson interval); "
              "paired = keypoints only this / only the first row certifies, exact McNemar p.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
