@@ -210,3 +210,13 @@ def test_decision_time_is_the_end_of_the_deciding_round(model, monkeypatch) -> N
         assert len({r.decided_at for r in res.values()}) == 1, res
         proven += sum(r.state == "proven" for r in res.values())
     assert proven >= 1  # the case that was stamped one round late
+
+
+def test_round_past_the_deadline_keeps_its_proofs_and_ends(model) -> None:
+    """A zero budget: the first round's bounds still run and what they prove stays proven (left11's
+    first keypoint is proven by the first tiles), but its counter-example search and splits are
+    skipped, so nothing is refuted and the rest is UNKNOWN (left02's refuted keypoint too)."""
+    fc = certify(model, _photo("left11"), EPS, EPS, RADIUS, margins=False, budget_ms=0.0)
+    assert [k.status for k in fc.keypoints] == [Status.CERTIFIED] + [Status.UNKNOWN] * 3
+    fc = certify(model, _photo("left02"), EPS, EPS, RADIUS, margins=False, budget_ms=0.0)
+    assert all(k.status is Status.UNKNOWN for k in fc.keypoints)

@@ -323,8 +323,9 @@ def first_tiles(x0: torch.Tensor, tau: float, box: tuple[float, float, float, fl
 def _run(ctx: FrameContext, coords: _Coords, radius: float, deadline: float, max_depth: int, backward: bool,
          ks: list[int], starts: dict | None, max_leaves: int) -> dict[int, KeypointResult]:
     """The branch and bound of :func:`search` in ``coords`` for keypoints ``ks`` from ``starts``
-    (tiles per keypoint; default :meth:`_Coords.initial`). The first round runs whatever the
-    deadline and also tries the box's corners, edge midpoints and centre."""
+    (tiles per keypoint; default :meth:`_Coords.initial`). The first round's bounds run whatever the
+    deadline; the first round also tries the box's corners, edge midpoints and centre. A round whose
+    bounds end past the deadline keeps its proofs and ends the search (no counter-examples, no splits)."""
     n_k, n_s = ctx.dist.shape
     res = {k: KeypointResult() for k in ks}
     dev, dt = ctx.x0.device, ctx.x0.dtype
@@ -367,6 +368,19 @@ def _run(ctx: FrameContext, coords: _Coords, radius: float, deadline: float, max
         counts = batch.open.sum(dim=0)
         new_box, split_dim = _bound(ctx, coords, batch, radius, backward, res, width)
         batch.box = new_box
+        if clock() > deadline:
+            # Past the deadline (a first round longer than the budget): this round's proofs stand, its
+            # counter-examples and splits are skipped, and the search ends (the rest UNKNOWN).
+            out_of_time = True
+            leaves = _Leaves.cat([rest, batch.take(torch.nonzero(batch.open.any(dim=1)).flatten())])
+            _close_finished(leaves, res)
+            now = clock()
+            for k, r in res.items():
+                r.leaves += int(counts[k])
+                if r.state != "search" and math.isnan(r.decided_at):
+                    r.decided_at = now
+            first = False
+            continue
         # Counter-examples: the new search boxes' centres (and, first, the box's corners and edges).
         live = batch.open.any(dim=1)
         centres = torch.stack([(new_box[live, 0] + new_box[live, 1]) / 2, (new_box[live, 2] + new_box[live, 3]) / 2], 1)
