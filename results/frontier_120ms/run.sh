@@ -38,19 +38,16 @@ eps0.05)  # the chains' ends, the default and the κ 1 photo model at ±0.05 wit
         $M/box_4000.safetensors $M/tiles_4000.safetensors results/models_real/models/photo_from_k1_k1.safetensors \
         --labels "default chessboard_usn_node" "κ 1 box, 4000 steps" "κ 1 tiles, 4000 steps" "κ 1 photo (#5)" \
         --eps 0.05 --budgets 1000 --out results/frontier_120ms/eps0.05 --threads 1 ;;
-strict)  # 120 ms again, counting only keypoints proven by a round that ended within the budget
-    F="python results/models_real/bab_engine_cpuclock/cpuclock_cli.py real-frontier --budgets 120 --threads 1"
+strict)  # 120 ms and 1 s again in one process on an idle machine, counting only keypoints proven by a round that
+         # ended within the budget (real-frontier since 2026-12-02)
+    models=($W/chessboard_usn_node.safetensors results/models_real/models/photo_from_k1_k1.safetensors)
+    labels=("default chessboard_usn_node" "κ 1 photo (#5)")
     for name in box tiles; do
-        models=(); labels=()
-        [ $name = box ] && models+=($W/chessboard_usn_node.safetensors) && labels+=("default chessboard_usn_node")
-        [ $name = tiles ] && models+=(results/models_real/models/photo_from_k1_k1.safetensors) && labels+=("κ 1 photo (#5)")
         for i in $(seq 1 $SEGMENTS); do
             models+=($M/${name}_${i}000.safetensors); labels+=("κ 1 $name, ${i}000 steps")
         done
-        $F --models "${models[@]}" --labels "${labels[@]}" --out results/frontier_120ms/strict_$name &
     done
-    wait
-    usn-keypoints real-frontier --merge results/frontier_120ms/strict_box/results.json \
-        results/frontier_120ms/strict_tiles/results.json --out results/frontier_120ms/strict ;;
+    python results/models_real/bab_engine_cpuclock/cpuclock_cli.py real-frontier --models "${models[@]}" \
+        --labels "${labels[@]}" --budgets 120 1000 --out results/frontier_120ms/strict --threads 1 ;;
 *) echo "usage: $0 box|tiles|measure|eps0.05|strict" >&2; exit 2 ;;
 esac
