@@ -24,10 +24,11 @@ more)  # the κ 0.3 model 2000 steps more at κ 0.3, and 1000 steps more at κ 1
     usn-keypoints train --init $M/input160_node_k0.3.safetensors --robust-kappa 1 ${C/--distill-weight 1/--distill-weight 3} \
         --seed 1 --out $M/input160_node_k0.3_plus1000_k1.safetensors &
     wait ;;
-measure2)
-    python results/models_real/bab_engine_cpuclock/cpuclock_cli.py real-frontier \
-        --models $M/input160_node_k0.3_plus2000.safetensors $M/input160_node_k0.3_plus1000_k1.safetensors \
-        --labels "input 160×120 + κ 0.3 node, 3000 steps" "input 160×120 + κ 0.3 node + 1000 steps κ 1" \
-        --budgets 120 1000 5000 --out $A/round9_input160_more --threads 1 ;;
+measure2)  # one run per model (the κ 1 run finished first)
+    F="python results/models_real/bab_engine_cpuclock/cpuclock_cli.py real-frontier --budgets 120 1000 5000 --threads 1"
+    $F --models $M/input160_node_k0.3_plus1000_k1.safetensors --labels "input 160×120 + κ 0.3 node + 1000 steps κ 1" \
+        --out $A/round9_input160_k1
+    $F --models $M/input160_node_k0.3_plus2000.safetensors --labels "input 160×120 + κ 0.3 node, 3000 steps" \
+        --out $A/round9_input160_k0.3 ;;
 *) echo "usage: $0 node|measure|more|measure2" >&2; exit 2 ;;
 esac
