@@ -31,6 +31,8 @@ STUDIES = {  # results.json -> study label
     "results/shallow_chain/w32/results.json": "4-block chain",
     "results/architecture/round7_input160/results.json": "architectures from scratch",
     "results/architecture/round8_input160_node/results.json": "architectures from scratch",
+    "results/architecture/round9_input160_k1/results.json": "architectures from scratch",
+    "results/architecture/round9_input160_k0.3/results.json": "architectures from scratch",
     "results/frontier_120ms/strict/results.json": "κ 1 chains from the default",
 }
 KEYS = ("0.02@120", "0.02@1000")
