@@ -368,50 +368,43 @@ def _run(ctx: FrameContext, coords: _Coords, radius: float, deadline: float, max
         counts = batch.open.sum(dim=0)
         new_box, split_dim = _bound(ctx, coords, batch, radius, backward, res, width)
         batch.box = new_box
+        once = 0.0  # the root points: a once-per-search cost, kept out of the per-leaf estimate
         if clock() > deadline:
             # Past the deadline (a first round longer than the budget): this round's proofs stand, its
             # counter-examples and splits are skipped, and the search ends (the rest UNKNOWN).
             out_of_time = True
             leaves = _Leaves.cat([rest, batch.take(torch.nonzero(batch.open.any(dim=1)).flatten())])
-            _close_finished(leaves, res)
-            now = clock()
-            for k, r in res.items():
-                r.leaves += int(counts[k])
-                if r.state != "search" and math.isnan(r.decided_at):
-                    r.decided_at = now
-            first = False
-            continue
-        # Counter-examples: the new search boxes' centres (and, first, the box's corners and edges).
-        live = batch.open.any(dim=1)
-        centres = torch.stack([(new_box[live, 0] + new_box[live, 1]) / 2, (new_box[live, 2] + new_box[live, 3]) / 2], 1)
-        _refute(ctx, coords.theta(centres), radius, res, [batch, rest])
-        once = 0.0  # the root points: a once-per-search cost, kept out of the per-leaf estimate
-        if first:
-            t1 = clock()
-            _refute(ctx, _root_points(coords.r), radius, res, [batch, rest])
-            once = clock() - t1
-        for k in ks:
-            if res[k].state == "search" and k not in pgd_done and \
-                    int(batch.open[:, k].sum() + rest.open[:, k].sum()) >= PGD_AFTER:
-                if clock() + PGD_STEPS * 2 * ctx.box_seconds > deadline:
-                    out_of_time = True  # does not fit: the search ends after this round (a prefix of a longer one)
-                    break
-                pgd_done.add(k)
-                _refute(ctx, _pgd(ctx, coords, k, radius, [batch, rest]), radius, res, [batch, rest])
-        # Split, or stop keypoints at the depth cap.
-        live = batch.open.any(dim=1)
-        capped = live & (batch.depth >= max_depth)
-        for k in torch.nonzero(batch.open[capped].any(dim=0)).flatten().tolist():
-            _stop(res, k, [batch, rest])
-        live = batch.open.any(dim=1)
-        kids = _split(batch.take(torch.nonzero(live).flatten()), split_dim[live])
-        kids.box = coords.clip(kids.box)
-        kids = kids.take(torch.nonzero((kids.box[:, 0] <= kids.box[:, 1]) & (kids.box[:, 2] <= kids.box[:, 3])).flatten())
-        leaves = _Leaves.cat([rest, kids])
-        while len(leaves) > max_leaves:  # memory cap: stop the keypoint with the most leaves
-            per_k = leaves.open.sum(dim=0)
-            _stop(res, int(per_k.argmax()), [leaves])
-            leaves = leaves.take(torch.nonzero(leaves.open.any(dim=1)).flatten())
+        else:
+            # Counter-examples: the new search boxes' centres (and, first, the box's corners and edges).
+            live = batch.open.any(dim=1)
+            centres = torch.stack([(new_box[live, 0] + new_box[live, 1]) / 2, (new_box[live, 2] + new_box[live, 3]) / 2], 1)
+            _refute(ctx, coords.theta(centres), radius, res, [batch, rest])
+            if first:
+                t1 = clock()
+                _refute(ctx, _root_points(coords.r), radius, res, [batch, rest])
+                once = clock() - t1
+            for k in ks:
+                if res[k].state == "search" and k not in pgd_done and \
+                        int(batch.open[:, k].sum() + rest.open[:, k].sum()) >= PGD_AFTER:
+                    if clock() + PGD_STEPS * 2 * ctx.box_seconds > deadline:
+                        out_of_time = True  # does not fit: the search ends after this round (a prefix of a longer one)
+                        break
+                    pgd_done.add(k)
+                    _refute(ctx, _pgd(ctx, coords, k, radius, [batch, rest]), radius, res, [batch, rest])
+            # Split, or stop keypoints at the depth cap.
+            live = batch.open.any(dim=1)
+            capped = live & (batch.depth >= max_depth)
+            for k in torch.nonzero(batch.open[capped].any(dim=0)).flatten().tolist():
+                _stop(res, k, [batch, rest])
+            live = batch.open.any(dim=1)
+            kids = _split(batch.take(torch.nonzero(live).flatten()), split_dim[live])
+            kids.box = coords.clip(kids.box)
+            kids = kids.take(torch.nonzero((kids.box[:, 0] <= kids.box[:, 1]) & (kids.box[:, 2] <= kids.box[:, 3])).flatten())
+            leaves = _Leaves.cat([rest, kids])
+            while len(leaves) > max_leaves:  # memory cap: stop the keypoint with the most leaves
+                per_k = leaves.open.sum(dim=0)
+                _stop(res, int(per_k.argmax()), [leaves])
+                leaves = leaves.take(torch.nonzero(leaves.open.any(dim=1)).flatten())
         for r in res.values():
             r.peak_leaves = max(r.peak_leaves, len(leaves))
         _close_finished(leaves, res)  # proven in this round: stamped with its end, like refuted and open ones
