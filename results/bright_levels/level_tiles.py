@@ -1,11 +1,18 @@
 """Forward bounds on the bright frames' w > 0 tile cut at both ends of every gray level's kink strip: the width of
 each sub-tile's bound at the peak cell (k = 0 and 3). usage: python results/bright_levels/level_tiles.py 0.02"""
-import torch, sys, numpy as np
-torch.set_num_threads(1)
+import sys
+from pathlib import Path
+
+import torch
+
 from usn_robust_keypoints.experiments.real_frontier import labelled_left_photos
 from usn_robust_keypoints.model import load_model
 from usn_robust_keypoints.certify.native import frame_context, _search_coords
-from usn_robust_keypoints.certify.bounds import propagate, input_clamp, concrete_min, concrete_max
+
+sys.path.insert(0, str(Path(__file__).parent))
+from peak_width import peak_widths  # noqa: E402
+
+torch.set_num_threads(1)
 eps = float(sys.argv[1])
 m = load_model("usn_robust_keypoints/weights/chessboard_usn_node.safetensors")
 imgs, _, _ = labelled_left_photos()
@@ -29,13 +36,8 @@ for fi in [2, 3, 4, 7]:
     cuts = sorted(set(cuts))
     tiles_p = torch.tensor([[w0, 0.0, b0, b1]] + [[a, b, b0, b1] for a, b in zip(cuts[:-1], cuts[1:]) if b > a], dtype=torch.float64)
     tiles = coords.maps(coords.clip(tiles_p)).to(x0.dtype)
-    with torch.no_grad():
-        f = propagate(ctx.plan.layers, x0, tiles)
-    lo = concrete_min(f.lower).flatten(2); hi = concrete_max(f.upper).flatten(2)
-    ws = []
-    for k in range(4):
-        p = int(ctx.cells[k, 0] * ctx.heatmap_size[1] + ctx.cells[k, 1])
-        ws.append([round(v, 2) for v in (hi[:, k, p] - lo[:, k, p]).tolist()])
+    ws = peak_widths(ctx, x0, tiles).T.tolist()
+    ws = [[round(v, 2) for v in w] for w in ws]
     print(" tiles", len(tiles_p), "w-cuts", [round(c, 4) for c in cuts[:8]], "...")
     print(" peak widths per tile (k=0):", ws[0])
     print(" peak widths per tile (k=3):", ws[3])
