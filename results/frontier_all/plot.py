@@ -52,13 +52,14 @@ def _key(root: Path, row: dict) -> tuple:
 def collect(root: Path) -> list[dict]:
     """One record per checkpoint: label, study, PCK and the certified rates of every run."""
     recs: dict[tuple, dict] = {}
+    default = hashlib.sha1((root / SHIPPED / f"{DEFAULT}.safetensors").read_bytes()).hexdigest()
     for f, study in STUDIES.items():
         for row in json.loads((root / f).read_text())["rows"]:
             key = _key(root, row)
             label = row["model"].removeprefix("default ")  # "default" of its time
             rec = recs.setdefault(key, {"label": label, "study": study, "pck": row["pck_real_left"],
                                         "runs": defaultdict(list)})
-            if key[0] == hashlib.sha1((root / SHIPPED / f"{DEFAULT}.safetensors").read_bytes()).hexdigest():
+            if key[0] == default:
                 rec["label"] = f"{DEFAULT} (the default)"
             for k in KEYS:
                 rec["runs"][k].append(row["cert"][k]["rate"])
